@@ -1,0 +1,67 @@
+"""Reading checkpoints: the config stored in them and the run folder they belong to."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae_lightning.callbacks import CHECKPOINT_KEY
+from vae_lightning.errors import UserError
+
+# Config keys a checkpoint must agree with to be resumed: they define its weights (model, prior)
+# or the curve it is on (the schedule's class; its parameters are restored by KLAnnealing).
+MUST_MATCH = ("model", "prior", "annealing._target_")
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at `path`, on the CPU; a clear UserError when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path={str(path)!r} does not exist; give a .ckpt file, e.g. "
+                        "logs/train/runs/<timestamp>/checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise UserError(f"ckpt_path={str(path)!r} is not a readable checkpoint (truncated or not a .ckpt "
+                        f"file: {type(err).__name__}); give a complete checkpoint written by training") from err
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
+        raise UserError(f"ckpt_path={str(path)!r} is not a vae_lightning checkpoint (it stores no run config); "
+                        "give a checkpoint written by python -m vae_lightning.train")
+    return checkpoint
+
+
+def run_dir_of(ckpt_path: str | Path) -> Path | None:
+    """The run folder `<run>/` of a checkpoint at `<run>/checkpoints/*.ckpt`, if it has a Hydra config."""
+    path = Path(ckpt_path)
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and (run / ".hydra" / "config.yaml").is_file():
+        return run
+    return None
+
+
+def _differences(stored: Any, requested: Any, key: str) -> list[str]:
+    """Dotted keys at which two plain config trees differ, with both values."""
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        return [d for k in sorted(set(stored) | set(requested))
+                for d in _differences(stored.get(k), requested.get(k), f"{key}.{k}")]
+    return [] if stored == requested else [f"{key}={requested!r} (checkpoint: {stored!r})"]
+
+
+def _select(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path) -> None:
+    """Raise UserError when the checkpoint's model or prior differs from the requested config."""
+    stored = checkpoint[CHECKPOINT_KEY]
+    diffs = [d for key in MUST_MATCH for d in _differences(_select(stored, key), _select(config, key), key)]
+    if diffs:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/schedule than requested: "
+                        f"{'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
+                        "ckpt_path")

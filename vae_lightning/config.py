@@ -1,0 +1,75 @@
+"""OmegaConf resolvers used by `conf/`, and applying a command's overrides to a saved run config.
+
+Import this module before composing the config (the entry points do; so do the tests).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lightning.checkpoint import run_dir_of
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESUME_PREFIX = "resume_"
+
+
+def run_dir(ckpt_path: str | None, default: str) -> str:
+    """`hydra.run.dir`: the checkpoint's own run folder when resuming one, else a new folder."""
+    run = run_dir_of(ckpt_path) if ckpt_path else None
+    return str(run) if run is not None else default
+
+
+def hydra_subdir(ckpt_path: str | None) -> str:
+    """`hydra.output_subdir`: `.hydra` for a new run; `.hydra/resume_<time>` when resuming one,
+    so that the run's own `.hydra/config.yaml` is never overwritten."""
+    if ckpt_path and run_dir_of(ckpt_path) is not None:
+        return f".hydra/{RESUME_PREFIX}{_start_time()}"
+    return ".hydra"
+
+
+@cache
+def _start_time() -> str:
+    """This process's start, fixed on first use: Hydra resolves its config more than once."""
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
+
+
+def register_resolvers() -> None:
+    for name, fn in (("vae_root", lambda: str(PROJECT_ROOT)), ("vae_run_dir", run_dir),
+                     ("vae_hydra_subdir", hydra_subdir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+
+
+def latest_run_config(run: Path, exclude: Path | None = None) -> DictConfig:
+    """The config a run last trained with: its newest `.hydra/resume_*/config.yaml`, else `.hydra/config.yaml`."""
+    hydra_dir = run / ".hydra"
+    skip = exclude.resolve() if exclude is not None else None
+    resumes = sorted(p for p in hydra_dir.glob(f"{RESUME_PREFIX}*/config.yaml") if p.parent.resolve() != skip)
+    return OmegaConf.load(resumes[-1] if resumes else hydra_dir / "config.yaml")
+
+
+def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
+    """`base` with the keys named by command-line `overrides` taken from `composed`.
+
+    `composed` is what Hydra built from today's files plus the overrides; `base` is the saved
+    config of the run being resumed. A group override (`prior=beta`) replaces the whole section,
+    a value override (`trainer.max_epochs=30`) one key; everything else stays as the run had it.
+    """
+    merged = base.copy()
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group.replace("/", ".")
+        if key.split(".")[0] == "hydra":
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if node is not None and leaf in node:
+                del node[leaf]
+            continue
+        OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False, force_add=True)
+    return merged

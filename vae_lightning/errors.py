@@ -1,0 +1,30 @@
+"""Errors that are the user's to fix: shown as one line, without a traceback.
+
+Anything else is a bug and keeps its full traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserError(Exception):
+    """Bad input (config value, file, path). The message says what is wrong and how to fix it."""
+
+
+class ParameterError(UserError, ValueError):
+    """A constructor argument out of range; `key` is the argument's name in its config group."""
+
+    def __init__(self, key: str, value: Any, accepted: str) -> None:
+        self.key, self.value, self.accepted = key, value, accepted
+        super().__init__(f"{key}={value!r} is invalid: must be {accepted}")
+
+    def under(self, group: str) -> ParameterError:
+        """The same error with the key prefixed by its config group (`alpha` -> `prior.alpha`)."""
+        return ParameterError(f"{group}.{self.key}", self.value, self.accepted)
+
+
+def require(ok: bool, key: str, value: Any, accepted: str) -> None:
+    """Raise ParameterError(key, value, accepted) unless `ok`."""
+    if not ok:
+        raise ParameterError(key, value, accepted)

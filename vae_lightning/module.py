@@ -1,0 +1,86 @@
+"""The VAE as a LightningModule: negative ELBO with a KL weight, logged in nats per image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from vae_lightning.errors import UserError
+from vae_lightning.priors import LatentDistribution
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class VAEModule(L.LightningModule):
+    """Encoder -> posterior q(z|x) -> reparameterised z -> decoder -> Bernoulli logits.
+
+    Per image: recon = BCE summed over pixels, kl = KL(q || p) summed over latent dimensions;
+    both averaged over the batch. Training minimises recon + kl_weight * kl, where `kl_weight`
+    is set before every step by the KL-annealing callback. `elbo` = -(recon + kl) never carries
+    the weight, so it is comparable across schedules and equals the usual ELBO in nats.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
+                 optimizer: OptimizerFactory, latent_dim: int) -> None:
+        super().__init__()
+        dims = {"model.latent_dim": latent_dim, "encoder": getattr(encoder, "latent_dim", latent_dim),
+                "decoder": getattr(decoder, "latent_dim", latent_dim), "prior": prior.latent_dim}
+        if len(set(dims.values())) != 1:
+            raise UserError(f"latent sizes disagree: {dims}; set them all from model.latent_dim")
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.optimizer_factory = optimizer
+        self.latent_dim = latent_dim
+        self.kl_weight = 1.0
+
+    def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image reconstruction [B] and per-dimension KL [B, latent_dim], in nats."""
+        q = self.prior.posterior(self.encoder(x))
+        z = self.prior.rsample_posterior(q)
+        logits = self.decoder(z)
+        target = x.flatten(1)
+        recon = binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+        return recon, self.prior.kl(q)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
+        return torch.sigmoid(self.decoder(z)).view(z.shape[0], 1, 28, 28)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, _ = batch
+        recon_per_image, kl_per_dim = self.loss_terms(x)
+        recon, kl = recon_per_image.mean(), kl_per_dim.sum(dim=1).mean()
+        loss = recon + self.kl_weight * kl
+        metrics = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        n = len(x)
+        if stage == "train":
+            # Every step (at log_every_n_steps) under the plain names, with the terms on the
+            # progress bar (the study printed them to debug annealing), plus epoch means.
+            metrics["kl_weight"] = self.kl_weight
+            self.log_dict({f"train/{k}": v for k, v in metrics.items()}, on_step=True, on_epoch=False,
+                          prog_bar=True, batch_size=n)
+            del metrics["kl_weight"]
+            self.log_dict({f"train/{k}_epoch": v for k, v in metrics.items()}, on_step=False,
+                          on_epoch=True, batch_size=n, sync_dist=True)
+        else:
+            elbo = metrics.pop("elbo")
+            self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, on_step=False, on_epoch=True,
+                          batch_size=n, sync_dist=True)
+            self.log(f"{stage}/elbo", elbo, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
+                     sync_dist=True)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())

@@ -1,0 +1,128 @@
+"""Train a VAE: `python -m vae_lightning.train [overrides]`.
+
+Composes `conf/train.yaml`, instantiates data, prior, module, KL schedule, callbacks, logger and
+trainer from it, fits, then tests the best checkpoint. With `ckpt_path=<run>/checkpoints/x.ckpt`
+it resumes that run: the run's own saved config plus this command's overrides, same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lightning.callbacks import KLAnnealing, RunConfig
+from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
+from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
+from vae_lightning.errors import ParameterError, UserError, require
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+# Config sections that define what a checkpoint is; stored in it (see callbacks.RunConfig).
+STORED_SECTIONS = ("model", "prior", "annealing", "data")
+
+
+def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
+    """`instantiate(node)`, turning a parameter error raised inside into one naming `group.key`."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if isinstance(cause, ParameterError):
+            raise cause.under(group) from err
+        if cause is not None:
+            raise cause from err
+        raise
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """For a checkpoint inside a run folder: that run's config with this command's overrides.
+
+    Saves the result as this resume's `config.yaml` (replacing Hydra's composition of today's
+    files), so the run folder records what each segment of training really used.
+    """
+    run = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if run is None or not HydraConfig.initialized():
+        return cfg
+    hydra_cfg = HydraConfig.get()
+    this_resume = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+    merged = apply_overrides(latest_run_config(run, exclude=this_resume), cfg, list(hydra_cfg.overrides.task))
+    OmegaConf.save(merged, this_resume / "config.yaml")
+    log.info("Resuming %s from %s with its own config", run, cfg.ckpt_path)
+    return merged
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) as `cfg` says; returns the final callback metrics as floats."""
+    checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    require(isinstance(cfg.model.latent_dim, int) and cfg.model.latent_dim >= 1, "model.latent_dim",
+            cfg.model.latent_dim, "an integer >= 1")
+    stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
+    if checkpoint is not None:
+        check_compatible(checkpoint, stored, cfg.ckpt_path)
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build(cfg.data, "data")
+    prior = build(cfg.prior, "prior")
+    module = build(cfg.model, "model", prior=prior)
+    callbacks = [KLAnnealing(build(cfg.annealing, "annealing")), RunConfig(stored)]
+    callbacks += [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [build(c, "logger") for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"seed": cfg.seed, **stored})
+
+    if cfg.get("train"):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not cfg.get("train"):
+            best = cfg.get("ckpt_path") or ""
+        log.info("Testing %s", best or "the current weights")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    return metrics
+
+
+def discard_unstarted_run() -> None:
+    """After a bad-input error: remove what Hydra created for this command (a new run folder, or
+    this resume's `.hydra/resume_*`), unless training already wrote checkpoints into it."""
+    hydra_cfg = HydraConfig.get()
+    output = Path(hydra_cfg.runtime.output_dir)
+    resumed = hydra_cfg.output_subdir != ".hydra"
+    target = output / hydra_cfg.output_subdir if resumed else output
+    if resumed or not (output / "checkpoints").exists():
+        logging.shutdown()  # release the job's log file before its folder goes
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(resume_config(cfg))
+    except UserError as err:
+        discard_unstarted_run()
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()
