@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny MNIST-format data in real IDX files, and the real Hydra config."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from vae_lightning.config import PROJECT_ROOT, register_resolvers
+
+CONF_DIR = PROJECT_ROOT / "conf"
+N_TRAIN, N_TEST = 384, 128
+
+
+def write_idx(path: Path, tensor: torch.Tensor, magic: int) -> None:
+    """Write a uint8 tensor as a gzipped IDX file (big-endian header, as in the MNIST originals)."""
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in tensor.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + tensor.contiguous().numpy().tobytes())
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` 28x28 uint8 images of 10 fixed random stroke patterns ("classes") with pixel noise."""
+    gen = torch.Generator().manual_seed(seed)
+    templates = (torch.rand(10, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.8).float()
+    labels = torch.randint(10, (n,), generator=gen)
+    noise = torch.rand(n, 28, 28, generator=gen) * 0.3
+    images = (templates[labels] * 0.7 + noise).clamp(0, 1)
+    return (images * 255).to(torch.uint8), labels.to(torch.uint8)
+
+
+def make_mnist_root(root: Path, folder: str = "MNIST") -> Path:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n, seed in (("train", N_TRAIN, 1), ("t10k", N_TEST, 2)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Extracted archives go to a temporary cache, never to the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with small synthetic MNIST (and FashionMNIST) .gz files in the original format."""
+    root = tmp_path_factory.mktemp("data")
+    make_mnist_root(root, "MNIST")
+    make_mnist_root(root, "FashionMNIST")
+    return root
+
+
+def tiny_overrides(data_root: Path, log_dir: Path) -> list[str]:
+    """Overrides that make the real config train in seconds on the synthetic data."""
+    return [
+        f"data.root={data_root}", "data.val_size=64", "data.batch_size=32", "data.eval_batch_size=64",
+        "data.download=false", f"paths.log_dir={log_dir}", "trainer.accelerator=cpu",
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=5",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Iterator:
+    """compose(overrides) -> the real train config, with Hydra's runtime pointed at tmp_path/run."""
+    register_resolvers()
+
+    def _compose(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        output = tmp_path / "run"
+        output.mkdir(exist_ok=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    yield _compose
+    HydraConfig.instance().cfg = None
+
+
+def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> overrides...` in a subprocess, from the repository root."""
+    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
