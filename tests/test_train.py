@@ -142,3 +142,17 @@ def test_missing_data_is_one_clear_error(tmp_path):
     assert result.returncode == 2
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert str(tmp_path / "empty" / "MNIST" / "raw") in line and "train-images-idx3-ubyte.gz" in line
+
+
+def test_checkpoint_rebuilds_the_trained_module_without_data(mnist_root, tmp_path):
+    from vae_lightning.checkpoint import load_module
+
+    assert run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
+                   "test=false", "prior=gaussian").returncode == 0
+    (run,) = (tmp_path / "train" / "runs").iterdir()
+    module = load_module(run)  # a run folder means its checkpoints/last.ckpt
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert isinstance(module.prior, GaussianPrior) and (module.prior.loc, module.prior.scale) == (1.0, 2.0)
+    assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
+    assert not module.training
+    assert module.decode(torch.zeros(3, 2)).shape == (3, 1, 28, 28)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 
 from vae_lightning.callbacks import CHECKPOINT_KEY
 from vae_lightning.errors import UserError
+from vae_lightning.module import VAEModule
 
 # Config keys a checkpoint must agree with to be resumed: they define its weights (model, prior)
 # or the curve it is on (the schedule's class; its parameters are restored by KLAnnealing).
@@ -65,3 +67,27 @@ def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_pa
         raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/schedule than requested: "
                         f"{'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
                         "ckpt_path")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file from `path`: the file itself, or `<run>/checkpoints/last.ckpt` for a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise UserError(f"ckpt_path={str(path)!r} is a folder without checkpoints/last.ckpt; give a run "
+                            "folder (logs/train/runs/<timestamp>) or a .ckpt file")
+        return last
+    return path
+
+
+def load_module(path: str | Path) -> VAEModule:
+    """The trained VAE of a checkpoint (or run folder), rebuilt from the config stored in it, in eval mode
+    on the CPU. Needs no dataset and no run folder."""
+    path = resolve_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    stored = checkpoint[CHECKPOINT_KEY]
+    prior = instantiate(stored["prior"])
+    module = instantiate(stored["model"], prior=prior)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
