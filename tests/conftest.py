@@ -11,13 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from vae_lightning.config import PROJECT_ROOT, register_resolvers
-
-CONF_DIR = PROJECT_ROOT / "conf"
+from vae_lightning.config import PROJECT_ROOT, compose_config
 N_TRAIN, N_TEST = 384, 128
 
 
@@ -76,22 +72,7 @@ def tiny_overrides(data_root: Path, log_dir: Path) -> list[str]:
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Iterator:
     """compose(overrides) -> the real train config, with Hydra's runtime pointed at tmp_path/run."""
-    register_resolvers()
-
-    def _compose(overrides: list[str]) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        output = tmp_path / "run"
-        output.mkdir(exist_ok=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return cfg
-
-    yield _compose
+    yield lambda overrides: compose_config("train", overrides, tmp_path / "run")
     HydraConfig.instance().cfg = None
 
 

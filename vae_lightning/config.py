@@ -9,12 +9,15 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.checkpoint import run_dir_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
 RESUME_PREFIX = "resume_"
 
 
@@ -73,3 +76,19 @@ def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]
             continue
         OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False, force_add=True)
     return merged
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config `python -m vae_lightning.<config_name> overrides...` would get, composed without
+    running Hydra's app (for tests and the benchmark), with its output folder set to `output_dir`."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

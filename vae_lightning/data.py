@@ -170,6 +170,12 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
+def split_indices(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, validation) indices of the n training-file images: a fixed random split by `seed`."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[val_size:], order[:val_size]
+
+
 def binarize_once(images: Tensor, seed: int) -> Tensor:
     """A single fixed Bernoulli draw of uint8 images, kept as uint8 in {0, 255}."""
     generator = torch.Generator().manual_seed(seed)
@@ -212,8 +218,7 @@ class MNISTDataModule(L.LightningDataModule):
         if self.val_size >= len(images):
             raise DataError(f"data.val_size={self.val_size} leaves no training images: the training file has "
                             f"{len(images)}; choose a smaller data.val_size")
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
-        val, train = order[: self.val_size], order[self.val_size:]
+        train, val = split_indices(len(images), self.val_size, self.split_seed)
         test_images, test_labels = load_split(root, self.dataset, train=False)
         val_images = images[val]
         if self.binarize == "dynamic":

@@ -1,0 +1,42 @@
+"""The speed benchmark: runs end to end, and its bare loop trains the same thing as ours."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from conftest import run_cli, tiny_overrides
+from vae_lightning.bench import bare_loss
+from vae_lightning.networks import MLPDecoder, MLPEncoder
+from vae_lightning.module import VAEModule
+from vae_lightning.priors import NormalPrior
+
+
+def test_bare_loop_loss_equals_the_module_loss():
+    """(a) and (b) compute the same objective for the same parameters, batch and noise."""
+    torch.manual_seed(0)
+    module = VAEModule(MLPEncoder(), MLPDecoder(), NormalPrior(2), torch.optim.Adam, latent_dim=2)
+    x = torch.rand(16, 1, 28, 28)
+    torch.manual_seed(1)
+    recon, kl = module.loss_terms(x)
+    ours = recon.mean() + kl.sum(dim=1).mean()
+    torch.manual_seed(1)
+    bare = bare_loss(module.encoder, module.decoder, x)
+    torch.testing.assert_close(ours, bare, rtol=1e-5, atol=1e-4)
+    torch.manual_seed(2)  # other noise, other value: the comparison is not vacuous
+    assert not torch.isclose(bare_loss(module.encoder, module.decoder, x), bare)
+
+
+def test_benchmark_runs_end_to_end_and_prints_ratios(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.bench", "--epochs", "1", "--repeats", "1",
+                     *tiny_overrides(mnist_root, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for name in ("(a) vae_lightning.train", "(b) bare PyTorch loop", "(c) torchvision pipeline"):
+        row = re.search(re.escape(name) + r"\s+([\d.]+)\s+(\d+)\s+(\d+)", out)
+        assert row and float(row.group(1)) > 0 and int(row.group(3)) > 0, out
+    assert re.search(r"\(a\)/\(b\) epoch time: \d+\.\d+", out)
+    assert re.search(r"\(c\)/\(a\) epoch time: \d+\.\d+", out)
+    assert re.search(r"test ELBO throughput: \d+ images/s", out)
+    assert not list(tmp_path.glob("train/runs/*")), "the benchmark must not leave runs in the log folder"
