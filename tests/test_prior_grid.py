@@ -11,8 +11,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from lightning.pytorch.callbacks import Callback
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import tiny_overrides

@@ -52,6 +52,11 @@ def figure_image(fig: Figure) -> Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255)
 
 
+def _to_uint8(image: Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> [H, W, 3] uint8, rounded as `save_image` rounds (the PNG of a grid)."""
+    return image.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def panel_figure(panels: Sequence[tuple[str, Tensor]], ncols: int, title: str | None = None) -> Tensor:
     """Grids side by side, `ncols` per row, each under its title (e.g. the sampler's distribution).
 
@@ -68,7 +73,7 @@ def panel_figure(panels: Sequence[tuple[str, Tensor]], ncols: int, title: str | 
         row, col = divmod(k, ncols)
         x0 = gap + col * (width + gap)
         top = fig_h - head_px - row * (height + title_px + gap) - title_px  # pixels from the bottom
-        fig.figimage(grid.permute(1, 2, 0).numpy(), xo=x0, yo=top - grid.shape[1], origin="upper")
+        fig.figimage(_to_uint8(grid), xo=x0, yo=top - grid.shape[1], origin="upper")
         fig.text((x0 + width / 2) / fig_w, (top + 6) / fig_h, panel_title, ha="center", va="bottom", fontsize=11)
     if title:
         fig.text(0.5, 1 - 8 / fig_h, title, ha="center", va="top", fontsize=12)
