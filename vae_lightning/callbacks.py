@@ -115,12 +115,12 @@ def evaluating(module: nn.Module) -> Iterator[None]:
 class PriorGrid(Callback):
     """The study's comparison, drawn while training: the model decoded under several samplers.
 
-    Every `every_n_epochs` epochs and at the last: one grid per sampler (tag `samples/<name>`) decoded from fixed
+    Every `every_n_epochs` epochs: one grid per sampler (tag `samples/<name>`) decoded from fixed
     noise, all of them in one labelled figure (`samples/comparison`), and fixed validation images
     above their reconstructions (`reconstructions`, from the posterior mean). Every
     `latent_every_n_epochs` epochs, for a 2-D latent: the decoder over a grid of the prior's
     quantiles (`latent/manifold`) and the validation codes coloured by digit with each sampler's
-    central `region_mass` box (`latent/scatter`).
+    central `region_mass` box (`latent/scatter`). Both sets are also drawn at the last epoch.
 
     Images go to every TensorBoard logger (step = global step) and, with `dirpath`, to
     `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
