@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor, nn
-from torchvision.utils import save_image
 
 from vae_lightning.annealing import Schedule
 from vae_lightning.errors import UserError, require
@@ -26,6 +26,7 @@ from vae_lightning.plots import (
     image_grid,
     manifold_figure,
     panel_figure,
+    png_bytes,
     reconstruction_grid,
     scatter_figure,
 )
@@ -255,12 +256,19 @@ class PriorGrid(Callback):
                  "validation)", len(images), epoch, seconds, 100 * seconds / epoch_seconds, epoch_seconds)
 
     def _write(self, trainer: L.Trainer, images: dict[str, Tensor], epoch: int) -> None:
+        """Each image encoded once; the same PNG goes into every TensorBoard event file (as
+        `add_image` would write it, without its resize and second encoding) and the epoch's folder."""
+        pngs = {tag: png_bytes(image) for tag, image in images.items()}
+        summary = Summary(value=[
+            Summary.Value(tag=tag, image=Summary.Image(height=images[tag].shape[1], width=images[tag].shape[2],
+                                                       colorspace=3, encoded_image_string=png))
+            for tag, png in pngs.items()])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                for tag, image in images.items():
-                    logger.experiment.add_image(tag, image, global_step=trainer.global_step)
+                # the FileWriter behind SummaryWriter (torch and tensorboardX alike): it takes summaries
+                logger.experiment._get_file_writer().add_summary(summary, trainer.global_step)
         if self.dirpath is not None:
             folder = self.dirpath / f"epoch_{epoch:03d}"
             folder.mkdir(parents=True, exist_ok=True)
-            for tag, image in images.items():
-                save_image(image, folder / f"{tag.replace('/', '_')}.png")
+            for tag, png in pngs.items():
+                (folder / f"{tag.replace('/', '_')}.png").write_bytes(png)

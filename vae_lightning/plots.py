@@ -1,20 +1,24 @@
 """Pictures of a trained VAE: sample grids (torchvision's make_grid) and labelled matplotlib figures.
 
-Every function returns an image as a float tensor [3, H, W] in [0, 1], the one format that both
-TensorBoard's `add_image` and `torchvision.utils.save_image` take. Figures are drawn on
+Every function returns an image as a float tensor [3, H, W] in [0, 1]; `png_bytes` encodes it
+for the TensorBoard event file and the PNG file alike. Figures are drawn on
 matplotlib's Agg canvas directly (no pyplot, no display, no global figure state).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -53,8 +57,18 @@ def figure_image(fig: Figure) -> Tensor:
 
 
 def _to_uint8(image: Tensor) -> np.ndarray:
-    """[3, H, W] in [0, 1] -> [H, W, 3] uint8, rounded as `save_image` rounds (the PNG of a grid)."""
+    """[3, H, W] in [0, 1] -> [H, W, 3] uint8 (rounded to the nearest level, as torchvision's save_image)."""
     return image.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def png_bytes(image: Tensor) -> bytes:
+    """An image [3, H, W] in [0, 1] encoded as PNG, once, for both the event file and the PNG file.
+
+    Fast zlib level 1: these are mostly black digits and flat figure backgrounds, which compress
+    well anyway, and the encoding is a large part of the callback's time."""
+    buffer = io.BytesIO()
+    Image.fromarray(_to_uint8(image)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def panel_figure(panels: Sequence[tuple[str, Tensor]], ncols: int, title: str | None = None) -> Tensor:
@@ -98,13 +112,17 @@ def manifold_figure(grid: Tensor, z0: Tensor, z1: Tensor, title: str, every: int
 
 
 def scatter_figure(z: Tensor, labels: Tensor, regions: Sequence[tuple[str, Tensor]], title: str) -> Tensor:
-    """2-D latent codes coloured by label, with each region (name, [2, 2] lower/upper corners)
+    """2-D latent codes coloured by digit label (0-9), with each region (name, [2, 2] lower/upper corners)
     drawn as a box over them."""
     fig = Figure(figsize=(7.5, 6), dpi=DPI)
     ax = fig.add_axes((0.09, 0.08, 0.74, 0.86))
-    points = ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), c=labels.numpy(), cmap="tab10", vmin=-0.5, vmax=9.5,
-                        s=3, alpha=0.6, linewidths=0)
-    fig.colorbar(points, cax=fig.add_axes((0.86, 0.08, 0.03, 0.86)), ticks=range(10), label="digit")
+    # one marker line per digit: Agg draws those several times faster than a per-point scatter
+    digits = ScalarMappable(Normalize(-0.5, 9.5), colormaps["tab10"])
+    for digit in labels.unique().tolist():
+        mine = z[labels == digit]
+        ax.plot(mine[:, 0].numpy(), mine[:, 1].numpy(), ".", markersize=2, alpha=0.6, linestyle="none",
+                color=digits.to_rgba(digit))
+    fig.colorbar(digits, cax=fig.add_axes((0.86, 0.08, 0.03, 0.86)), ticks=range(10), label="digit")
     colours, styles = colormaps["Dark2"].colors, ["-", "--", "-.", ":"]
     for k, (name, corners) in enumerate(regions):
         (x0, y0), (x1, y1) = corners[:, :2].tolist()

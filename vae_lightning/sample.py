@@ -14,12 +14,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 from torch import Tensor
-from torchvision.utils import save_image
 
 from vae_lightning.checkpoint import load_module
 from vae_lightning.errors import build, require
 from vae_lightning.module import VAEModule
-from vae_lightning.plots import decoded_grid
+from vae_lightning.plots import decoded_grid, png_bytes
 from vae_lightning.samplers import fixed_uniforms
 from vae_lightning.train import run_or_exit
 
@@ -39,7 +38,7 @@ def write_png(image: Tensor, output: str | None, default: Path) -> Path:
     """Save an image [3, H, W] at `output`, or at `default` when it is not given."""
     path = Path(output) if output else default
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image, path)
+    path.write_bytes(png_bytes(image))
     log.info("wrote %s", path)
     return path
 
