@@ -122,7 +122,7 @@ def scatter_figure(z: Tensor, labels: Tensor, regions: Sequence[tuple[str, Tenso
         mine = z[labels == digit]
         ax.plot(mine[:, 0].numpy(), mine[:, 1].numpy(), ".", markersize=2, alpha=0.6, linestyle="none",
                 color=digits.to_rgba(digit))
-    fig.colorbar(digits, cax=fig.add_axes((0.86, 0.08, 0.03, 0.86)), ticks=range(10), label="digit")
+    fig.colorbar(digits, cax=fig.add_axes((0.86, 0.08, 0.03, 0.86)), ticks=range(10), label="label")
     colours, styles = colormaps["Dark2"].colors, ["-", "--", "-.", ":"]
     for k, (name, corners) in enumerate(regions):
         (x0, y0), (x1, y1) = corners[:, :2].tolist()
