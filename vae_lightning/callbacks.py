@@ -1,16 +1,37 @@
-"""Lightning callbacks: the KL-weight schedule and the run's config inside its checkpoints."""
+"""Lightning callbacks: the KL-weight schedule, the run's config inside its checkpoints, and the
+prior-comparison pictures."""
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch import Tensor, nn
 
 from vae_lightning.annealing import Schedule
-from vae_lightning.errors import UserError
+from vae_lightning.errors import UserError, require
+from vae_lightning.module import VAEModule
+from vae_lightning.plots import (
+    decoded_grid,
+    image_grid,
+    manifold_figure,
+    panel_figure,
+    png_bytes,
+    reconstruction_grid,
+    scatter_figure,
+)
+from vae_lightning.priors import LatentDistribution
+from vae_lightning.samplers import build_samplers, central_box, fixed_uniforms, grid_quantiles, same_distribution
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +99,176 @@ class RunConfig(Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.config
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients for the block; the module's previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+class PriorGrid(Callback):
+    """The study's comparison, drawn while training: the model decoded under several samplers.
+
+    Every `every_n_epochs` epochs: one grid per sampler (tag `samples/<name>`) decoded from fixed
+    noise, all of them in one labelled figure (`samples/comparison`), and fixed validation images
+    above their reconstructions (`reconstructions`, from the posterior mean). Every
+    `latent_every_n_epochs` epochs, for a 2-D latent: the decoder over a grid of the prior's
+    quantiles (`latent/manifold`) and the validation codes coloured by digit with each sampler's
+    central `region_mass` box (`latent/scatter`). Both sets are also drawn at the last epoch.
+
+    Images go to every TensorBoard logger (step = global step) and, with `dirpath`, to
+    `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
+    noise has its own generator, codes and reconstructions use the posterior mean), so training
+    is the same with and without this callback; only the global-zero process draws.
+
+    `samplers` are config entries without `latent_dim` (conf/samplers/), built at setup for the
+    model's latent size; the model's own prior is added unless one of them is its distribution.
+    """
+
+    def __init__(self, samplers: Mapping[str, Any] | None = None, dirpath: str | None = None,
+                 every_n_epochs: int = 1, latent_every_n_epochs: int = 1, n_samples: int = 64, nrow: int = 8,
+                 seed: int = 0, n_reconstructions: int = 32, manifold_size: int = 20,
+                 scatter_points: int = 5000, region_mass: float = 0.9) -> None:
+        for key, value in (("every_n_epochs", every_n_epochs), ("latent_every_n_epochs", latent_every_n_epochs),
+                           ("n_samples", n_samples), ("nrow", nrow), ("n_reconstructions", n_reconstructions),
+                           ("manifold_size", manifold_size), ("scatter_points", scatter_points)):
+            require(isinstance(value, int) and value >= 1, key, value, "an integer >= 1")
+        require(0 < region_mass < 1, "region_mass", region_mass, "a number in (0, 1)")
+        self.sampler_configs = dict(samplers or {})
+        self.dirpath = Path(dirpath) if dirpath else None
+        self.every_n_epochs, self.latent_every_n_epochs = every_n_epochs, latent_every_n_epochs
+        self.n_samples, self.nrow, self.seed = n_samples, nrow, seed
+        self.n_reconstructions, self.manifold_size = n_reconstructions, manifold_size
+        self.scatter_points, self.region_mass = scatter_points, region_mass
+        self.samplers: list[LatentDistribution] = []
+        self.noise: dict[str, Tensor] = {}  # sampler name -> fixed latents [n_samples, latent_dim] (CPU)
+        self._val: list[tuple[Tensor, Tensor]] = []  # the first validation images and labels
+        self._epoch_start = time.perf_counter()
+        self._manifold_axes = torch.empty(0, 2)  # the prior's quantiles along each axis [manifold_size, 2]
+        self._regions: list[tuple[str, Tensor]] = []  # (title, [2, 2] box corners) per sampler
+
+    # -- setup and data -------------------------------------------------------------------------
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.samplers:
+            return
+        self.samplers = build_samplers(self.sampler_configs, pl_module.latent_dim, pl_module.prior)
+        u = fixed_uniforms(self.n_samples, pl_module.latent_dim, self.seed)
+        self.noise = {s.name: s.icdf(u) for s in self.samplers}
+        if pl_module.latent_dim == 2:  # quantiles are computed once (a Beta's are numerical)
+            size = self.manifold_size
+            self._manifold_axes = pl_module.prior.icdf(grid_quantiles(size).unsqueeze(1).expand(size, 2)).cpu()
+            self._regions = [(self._title(s, pl_module), central_box(s, self.region_mass)) for s in self.samplers]
+        else:
+            log.info("latent manifold and scatter skipped: they need a 2-D latent, this model's is %d-D",
+                     pl_module.latent_dim)
+
+    def _val_needed(self, pl_module: L.LightningModule) -> int:
+        return max(self.n_reconstructions, self.scatter_points if pl_module.latent_dim == 2 else 0)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val = []
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Keep the first validation images of each validation run (the loader is not shuffled,
+        so they are the same images every epoch). References only: no copy, no computation."""
+        missing = self._val_needed(pl_module) - sum(len(x) for x, _ in self._val)
+        if trainer.sanity_checking or not trainer.is_global_zero or missing <= 0:
+            return
+        images, labels = batch
+        self._val.append((images[:missing], labels[:missing]))
+
+    def _validation_images(self) -> tuple[Tensor, Tensor] | None:
+        if not self._val:
+            return None
+        return torch.cat([x for x, _ in self._val]), torch.cat([y for _, y in self._val])
+
+    # -- pictures -------------------------------------------------------------------------------
+
+    def sample_grids(self, pl_module: VAEModule) -> dict[str, Tensor]:
+        """Tag -> grid of each sampler's fixed noise decoded by the current weights."""
+        # one decoder pass for all samplers
+        images = pl_module.decode(torch.cat(list(self.noise.values())).to(pl_module.device))
+        return {f"samples/{name}": image_grid(chunk, self.nrow)
+                for name, chunk in zip(self.noise, images.split(self.n_samples), strict=True)}
+
+    def _title(self, sampler: LatentDistribution, pl_module: VAEModule) -> str:
+        return f"{sampler.label} (prior)" if same_distribution(sampler, pl_module.prior) else sampler.label
+
+    def _sample_images(self, pl_module: VAEModule) -> dict[str, Tensor]:
+        grids = self.sample_grids(pl_module)
+        panels = [(self._title(s, pl_module), grids[f"samples/{s.name}"]) for s in self.samplers]
+        images = {**grids, "samples/comparison": panel_figure(panels, ncols=min(len(panels), 4))}
+        val = self._validation_images()
+        if val is not None:
+            x = val[0][: self.n_reconstructions]
+            mean = pl_module.prior.posterior(pl_module.encoder(x)).mean
+            images["reconstructions"] = reconstruction_grid(x, pl_module.decode(mean), self.nrow)
+        return images
+
+    def _latent_images(self, pl_module: VAEModule) -> dict[str, Tensor]:
+        prior, size = pl_module.prior, self.manifold_size
+        z0, z1 = self._manifold_axes[:, 0], self._manifold_axes[:, 1]
+        lattice = torch.stack([z0.repeat(size), z1.flip(0).repeat_interleave(size)], dim=1)  # rows: z1 falling
+        images = {"latent/manifold": manifold_figure(decoded_grid(pl_module, lattice, size, padding=0), z0, z1,
+                                                     f"decoded over the quantiles of the prior {prior.label}")}
+        val = self._validation_images()
+        if val is not None:
+            x, labels = val[0][: self.scatter_points], val[1][: self.scatter_points]
+            codes = prior.posterior(pl_module.encoder(x)).mean.cpu()
+            images["latent/scatter"] = scatter_figure(
+                codes, labels.cpu(), self._regions,
+                f"posterior means of {len(x)} validation images; boxes: {self.region_mass:.0%} of each sampler")
+        return images
+
+    # -- hook and output ------------------------------------------------------------------------
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 == trainer.max_epochs  # the final pictures, always
+        grids_due = last or (epoch + 1) % self.every_n_epochs == 0
+        latent_due = pl_module.latent_dim == 2 and (last or (epoch + 1) % self.latent_every_n_epochs == 0)
+        if not trainer.is_global_zero or not (grids_due or latent_due):
+            return
+        start = time.perf_counter()
+        epoch_seconds = start - self._epoch_start
+        images: dict[str, Tensor] = {}
+        with evaluating(pl_module):
+            if grids_due:
+                images.update(self._sample_images(pl_module))
+            if latent_due:
+                images.update(self._latent_images(pl_module))
+        self._write(trainer, images, epoch)
+        seconds = time.perf_counter() - start
+        log.info("prior grid: %d images for epoch %d in %.2f s (%.1f%% of the epoch's %.2f s of training and "
+                 "validation)", len(images), epoch, seconds, 100 * seconds / epoch_seconds, epoch_seconds)
+
+    def _write(self, trainer: L.Trainer, images: dict[str, Tensor], epoch: int) -> None:
+        """Each image encoded once; the same PNG goes into every TensorBoard event file (as
+        `add_image` would write it, without its resize and second encoding) and the epoch's folder."""
+        pngs = {tag: png_bytes(image) for tag, image in images.items()}
+        summary = Summary(value=[
+            Summary.Value(tag=tag, image=Summary.Image(height=images[tag].shape[1], width=images[tag].shape[2],
+                                                       colorspace=3, encoded_image_string=png))
+            for tag, png in pngs.items()])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # the FileWriter behind SummaryWriter (torch and tensorboardX alike): it takes summaries
+                logger.experiment._get_file_writer().add_summary(summary, trainer.global_step)
+        if self.dirpath is not None:
+            folder = self.dirpath / f"epoch_{epoch:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for tag, png in pngs.items():
+                (folder / f"{tag.replace('/', '_')}.png").write_bytes(png)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
 
 class UserError(Exception):
     """Bad input (config value, file, path). The message says what is wrong and how to fix it."""
@@ -28,3 +32,18 @@ def require(ok: bool, key: str, value: Any, accepted: str) -> None:
     """Raise ParameterError(key, value, accepted) unless `ok`."""
     if not ok:
         raise ParameterError(key, value, accepted)
+
+
+def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
+    """`instantiate(node)`, turning a parameter error raised inside into one naming `group.key`."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if isinstance(cause, ParameterError):
+            raise cause.under(group) from err
+        if cause is not None:
+            raise cause from err
+        raise

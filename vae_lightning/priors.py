@@ -19,6 +19,7 @@ from torch.distributions import Beta, Distribution, Normal, kl_divergence
 from torch.nn.functional import softplus
 
 from vae_lightning.errors import require
+from vae_lightning.special import beta_icdf
 
 
 def _fmt(x: float) -> str:
@@ -77,6 +78,15 @@ class LatentDistribution(nn.Module):
                 torch.manual_seed(seed)
                 z = dist.sample((n,))
         return self.clamp_to_support(z)
+
+    def icdf(self, u: Tensor) -> Tensor:
+        """The quantile function per dimension: u in (0, 1)^[..., latent_dim] -> z, kept in the support.
+
+        It lays a grid over the distribution's mass (the latent manifold) and turns one fixed
+        draw of uniforms into fixed noise for any sampler (inverse-transform sampling), so that
+        the same cell of every sampler's grid is the same quantile.
+        """
+        return self.clamp_to_support(self.distribution().icdf(u))
 
     def clamp_to_support(self, z: Tensor) -> Tensor:
         """Keep samples where the decoder was trained to expect them (identity by default)."""
@@ -177,6 +187,10 @@ class BetaPrior(LatentDistribution):
         raw_a, raw_b = params.chunk(2, dim=-1)
         lo, hi = self.min_concentration, self.max_concentration
         return Beta((softplus(raw_a) + lo).clamp(max=hi), (softplus(raw_b) + lo).clamp(max=hi))
+
+    def icdf(self, u: Tensor) -> Tensor:
+        # torch's Beta has no icdf: a numerical inversion of its CDF (special.py)
+        return self.clamp_to_support(beta_icdf(u, self._alpha, self._beta))
 
     def clamp_to_support(self, z: Tensor) -> Tensor:
         return z.clamp(self.eps, 1 - self.eps)

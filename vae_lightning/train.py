@@ -11,41 +11,26 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lightning.callbacks import KLAnnealing, RunConfig
 from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
 from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
-from vae_lightning.errors import ParameterError, UserError, require
+from vae_lightning.errors import UserError, build, require
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 register_resolvers()
 
 # Config sections that define what a checkpoint is; stored in it (see callbacks.RunConfig).
 STORED_SECTIONS = ("model", "prior", "annealing", "data")
-
-
-def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
-    """`instantiate(node)`, turning a parameter error raised inside into one naming `group.key`."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, UserError):
-            cause = cause.__cause__
-        if isinstance(cause, ParameterError):
-            raise cause.under(group) from err
-        if cause is not None:
-            raise cause from err
-        raise
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -110,16 +95,22 @@ def discard_unstarted_run() -> None:
         shutil.rmtree(target, ignore_errors=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def run_or_exit(task: Callable[[], T]) -> T:
+    """Run a command's `task`; bad input ends it with one `error: ...` line and exit status 2
+    (the traceback only with HYDRA_FULL_ERROR=1), leaving no new run folder behind."""
     try:
-        metrics = train(resume_config(cfg))
+        return task()
     except UserError as err:
         discard_unstarted_run()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_or_exit(lambda: train(resume_config(cfg)))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
