@@ -29,7 +29,9 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lightning.annealing import Schedule
 from vae_lightning.errors import UserError, require
+from vae_lightning.priors import LatentDistribution
 
 log = logging.getLogger(__name__)
 
@@ -167,23 +169,16 @@ def check_strategy(trainer: L.Trainer) -> None:
                         "for a sweep, or ddp in a single run or under hydra/launcher=slurm")
 
 
-def _class_name(target: str) -> str:
-    return target.rsplit(".", 1)[-1]
+def hyperparameters(cfg: DictConfig, prior: LatentDistribution, schedule: Schedule) -> dict[str, Any]:
+    """The run's hyperparameters for TensorBoard's HPARAMS tab: the prior and the KL schedule with their
+    parameters, latent size, learning rate, seed.
 
-
-def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The run's hyperparameters for TensorBoard's HPARAMS tab, as one flat dict of scalars: prior and
-    schedule (class and parameters), latent size, learning rate, seed."""
-    prior = OmegaConf.to_container(cfg.prior, resolve=True)
-    annealing = OmegaConf.to_container(cfg.annealing, resolve=True)
-    params: dict[str, Any] = {
-        "prior": _class_name(prior.pop("_target_")), "annealing": _class_name(annealing.pop("_target_")),
-        "latent_dim": cfg.model.latent_dim, "lr": OmegaConf.select(cfg, "model.optimizer.lr"), "seed": cfg.seed,
-    }
-    prior.pop("latent_dim", None)
-    params.update({f"prior.{k}": v for k, v in prior.items()})
-    params.update({f"annealing.{k}": v for k, v in annealing.items()})
-    return params
+    The same five names for every run: TensorBoard takes the table's columns from the first run it
+    reads, so a per-family name such as `prior.alpha` would be missing whenever a normal-prior run
+    came first. The prior is its label (`Beta(4, 3)`), the schedule its repr with every parameter.
+    """
+    return {"prior": prior.label, "annealing": repr(schedule), "latent_dim": cfg.model.latent_dim,
+            "lr": OmegaConf.select(cfg, "model.optimizer.lr"), "seed": cfg.seed}
 
 
 def log_hyperparameters(loggers: list[Logger], params: dict[str, Any], metrics: dict[str, float],

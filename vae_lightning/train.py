@@ -80,7 +80,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data, "data")
     prior = build(cfg.prior, "prior")
     module = build(cfg.model, "model", prior=prior)
-    callbacks = [KLAnnealing(build(cfg.annealing, "annealing")), RunConfig(stored)]
+    annealing = KLAnnealing(build(cfg.annealing, "annealing"))
+    callbacks = [annealing, RunConfig(stored)]
     callbacks += [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(c, "logger") for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
@@ -96,7 +97,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Testing %s", best or "the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    sweep.log_hyperparameters(trainer.loggers, sweep.hyperparameters(cfg), metrics, trainer.global_step)
+    hparams = sweep.hyperparameters(cfg, prior, annealing.schedule)
+    sweep.log_hyperparameters(trainer.loggers, hparams, metrics, trainer.global_step)
     return metrics
 
 
