@@ -20,6 +20,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lightning import sweep
 from vae_lightning.callbacks import KLAnnealing, RunConfig
 from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
 from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
@@ -59,16 +60,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
 
+    sweep.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data, "data")
     prior = build(cfg.prior, "prior")
     module = build(cfg.model, "model", prior=prior)
-    callbacks = [KLAnnealing(build(cfg.annealing, "annealing")), RunConfig(stored)]
+    annealing = KLAnnealing(build(cfg.annealing, "annealing"))
+    callbacks = [annealing, RunConfig(stored)]
     callbacks += [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(c, "logger") for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
-    for logger in trainer.loggers:
-        logger.log_hyperparams({"seed": cfg.seed, **stored})
+    sweep.check_strategy(trainer)
 
     if cfg.get("train"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -80,6 +82,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Testing %s", best or "the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    hparams = sweep.hyperparameters(cfg, prior, annealing.schedule)
+    sweep.log_hyperparameters(trainer.loggers, hparams, metrics, trainer.global_step)
     return metrics
 
 
@@ -110,6 +114,9 @@ def run_or_exit(task: Callable[[], T]) -> T:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
+    if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
+        return sweep.optimized_value(sweep.run_job(lambda: train(resume_config(cfg))), cfg.get("optimized_metric"))
     metrics = run_or_exit(lambda: train(resume_config(cfg)))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
