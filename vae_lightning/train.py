@@ -85,16 +85,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data, "data")
     prior = build(cfg.prior, "prior")
     module = build(cfg.model, "model", prior=prior)
-    schedule = build(cfg.annealing, "annealing")
+    # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
+    callbacks = [KLAnnealing(build(cfg.annealing, "annealing")), RunConfig(stored), RandomState(), NonFiniteGuard()]
+    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
     datamodule.prepare_data()
     datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
 
-    # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
-    callbacks = [KLAnnealing(schedule), RunConfig(stored), RandomState(), NonFiniteGuard()]
-    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                                plugins=[AtomicCheckpointIO()])
     for logger in trainer.loggers:
