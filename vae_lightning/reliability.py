@@ -46,7 +46,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_path(target, os.getpid())
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
@@ -57,10 +57,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
             raise
         remove_stale_temporaries(target)
-
-
-def temporary_path(target: Path, pid: int) -> Path:
-    return target.with_name(f".{target.name}.tmp-{pid}")
 
 
 def remove_stale_temporaries(target: Path) -> None:
