@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lightning.config import PROJECT_ROOT, compose_config
 N_TRAIN, N_TEST = 384, 128
@@ -81,3 +83,10 @@ def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
     """`python -m <module> overrides...` in a subprocess, from the repository root."""
     return subprocess.run([sys.executable, "-m", module, *overrides], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def scalars(run: Path, tag: str) -> dict[int, float]:
+    """step -> value of a scalar tag, from all event files of a run's TensorBoard folder."""
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)} if tag in acc.Tags()["scalars"] else {}

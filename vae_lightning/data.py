@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -67,21 +68,25 @@ def _extract(gz: Path, dest: Path) -> None:
         raise DataError(f"cannot extract {gz}: {err}; replace it with an intact copy") from err
 
 
-def check_idx_file(path: Path) -> None:
-    """Raise DataError unless `path` is a complete IDX file of the kind its name says."""
+def check_idx_file(path: Path, source: Path | None = None) -> None:
+    """Raise DataError unless `path` is a complete IDX file of the kind its name says.
+
+    `source`: the file to name in the error, when `path` is our extracted copy of that archive.
+    """
     magic, item_shape = IDX_FILES[path.name]
     with open(path, "rb") as f:
         header = f.read(8)
     size = path.stat().st_size
+    shown = source or path
     found = int.from_bytes(header[:4], "big") if len(header) >= 4 else None
     if found != magic:
-        raise DataError(f"{path} is not an MNIST IDX file (magic number {found}, expected {magic}); "
+        raise DataError(f"{shown} is not an MNIST IDX file (magic number {found}, expected {magic}); "
                         "replace it with the original file")
     count = int.from_bytes(header[4:8], "big")
     expected = 4 * (2 + len(item_shape)) + count * int(torch.Size(item_shape).numel())
     if size != expected:
-        raise DataError(f"{path} is truncated or corrupt ({size} bytes, expected {expected} for "
-                        f"{count} items); replace it with the original file")
+        raise DataError(f"{shown} is truncated or corrupt ({size} bytes{' uncompressed' if source else ''}, "
+                        f"expected {expected} for {count} items); replace it with the original file")
 
 
 def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> Path:
@@ -104,6 +109,7 @@ def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> P
             dest = raw_folder(cache, dataset) / f.stem
             if not dest.is_file():
                 _extract(f, dest)
+            check_idx_file(dest, source=f)
         return cache
     missing = ", ".join(f"{n}.gz" for n, f in zip(names, gz) if not f.is_file() and not (raw / n).is_file())
     hint = (f"put the four files {', '.join(f'{n}.gz' for n in names)} in {raw}/ "
@@ -154,20 +160,52 @@ def _whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
 
 class EpochShuffle(Sampler[int]):
     """A random order that is a function of (seed, epoch) only, so that a resumed run sees the
-    same batches as an uninterrupted one. Lightning calls `set_epoch` before every epoch."""
+    same batches as an uninterrupted one. Lightning calls `set_epoch` before every epoch.
+
+    It also counts the indices it has handed out in the current epoch (`state_dict`), so that a
+    run resumed from a mid-epoch checkpoint skips exactly the images already trained on in that
+    epoch. The count is exact because batches are drawn in the main process (no workers) and
+    Lightning does not prefetch from a loader of known length.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.consumed = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, indices to skip) from a checkpoint
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.consumed = 0
         self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator).tolist()
+        resume, self._resume = self._resume, None
+        self.consumed = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        for index in order[self.consumed:]:
+            self.consumed += 1
+            yield index
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (state["epoch"], state["consumed"])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning saves in checkpoints and restores on resume (it has
+    `state_dict` / `load_state_dict`): the position of its `EpochShuffle` within the epoch."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -230,16 +268,21 @@ class MNISTDataModule(L.LightningDataModule):
             "test": InMemoryBatches(test_images, test_labels),
         }
 
+    # Every loader gets a generator of its own: a DataLoader without one draws its base seed from
+    # the global RNG each time it starts an epoch, which would shift the reparameterization and
+    # binarization noise of a resumed run (it starts its epochs' loaders at other moments).
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
-        return DataLoader(data, batch_size=self.batch_size, sampler=EpochShuffle(len(data), self.shuffle_seed),
-                          collate_fn=_whole_batch)
+        return ResumableLoader(data, batch_size=self.batch_size, sampler=EpochShuffle(len(data), self.shuffle_seed),
+                               collate_fn=_whole_batch, generator=torch.Generator())
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], batch_size=self.eval_batch_size, collate_fn=_whole_batch)
+        return DataLoader(self.splits["val"], batch_size=self.eval_batch_size, collate_fn=_whole_batch,
+                          generator=torch.Generator())
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size, collate_fn=_whole_batch)
+        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size, collate_fn=_whole_batch,
+                          generator=torch.Generator())
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         """uint8 [B, 28, 28] -> float [B, 1, 28, 28] in [0, 1] on the device (dynamic draw in training)."""

@@ -49,7 +49,8 @@ class VAEModule(L.LightningModule):
         """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
         return torch.sigmoid(self.decoder(z)).view(z.shape[0], 1, 28, 28)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        """The batch's loss and its terms (logged under `<stage>/...`)."""
         x, _ = batch
         recon_per_image, kl_per_dim = self.loss_terms(x)
         recon, kl = recon_per_image.mean(), kl_per_dim.sum(dim=1).mean()
@@ -71,15 +72,16 @@ class VAEModule(L.LightningModule):
                           batch_size=n, sync_dist=True)
             self.log(f"{stage}/elbo", elbo, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
                      sync_dist=True)
-        return loss
+        return {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        # Lightning optimizes "loss"; the terms reach `on_train_batch_end` (the non-finite guard names them)
         return self._step(batch, "train")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._step(batch, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

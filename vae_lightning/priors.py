@@ -128,7 +128,10 @@ class GaussianPrior(LatentDistribution):
 
     def posterior(self, params: Tensor) -> Normal:
         mean, log_var = params.chunk(2, dim=-1)
-        return Normal(mean, torch.exp(0.5 * log_var))
+        # validate_args=False here and in BetaPrior: the parameters are valid by construction unless
+        # they are NaN/inf, and then the NaN loss is reported by reliability.NonFiniteGuard with the
+        # step and the loss terms, instead of a ValueError deep inside torch.distributions.
+        return Normal(mean, torch.exp(0.5 * log_var), validate_args=False)
 
 
 class NormalPrior(GaussianPrior):
@@ -186,7 +189,7 @@ class BetaPrior(LatentDistribution):
     def posterior(self, params: Tensor) -> Beta:
         raw_a, raw_b = params.chunk(2, dim=-1)
         lo, hi = self.min_concentration, self.max_concentration
-        return Beta((softplus(raw_a) + lo).clamp(max=hi), (softplus(raw_b) + lo).clamp(max=hi))
+        return Beta((softplus(raw_a) + lo).clamp(max=hi), (softplus(raw_b) + lo).clamp(max=hi), validate_args=False)
 
     def icdf(self, u: Tensor) -> Tensor:
         # torch's Beta has no icdf: a numerical inversion of its CDF (special.py)

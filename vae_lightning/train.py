@@ -3,12 +3,15 @@
 Composes `conf/train.yaml`, instantiates data, prior, module, KL schedule, callbacks, logger and
 trainer from it, fits, then tests the best checkpoint. With `ckpt_path=<run>/checkpoints/x.ckpt`
 it resumes that run: the run's own saved config plus this command's overrides, same folder.
+
+Errors that are the user's to fix are one line `error: ...` and exit status 2; an interrupted run
+prints the command that resumes it and exits 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -24,7 +27,8 @@ from vae_lightning import sweep
 from vae_lightning.callbacks import KLAnnealing, RunConfig
 from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
 from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
-from vae_lightning.errors import UserError, build, require
+from vae_lightning.errors import FULL_ERROR, Interrupted, RunStopped, UserError, build, require, run_hydra_main
+from vae_lightning.reliability import AtomicCheckpointIO, NonFiniteGuard, RandomState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,24 +56,34 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) as `cfg` says; returns the final callback metrics as floats."""
+    """Fit (and test) as `cfg` says; returns the final callback metrics as floats.
+
+    Everything the user can get wrong is checked before the trainer exists and anything is
+    written: the checkpoint file, every parameter (by building its object), whether the
+    checkpoint fits the config, and the data files.
+    """
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     require(isinstance(cfg.model.latent_dim, int) and cfg.model.latent_dim >= 1, "model.latent_dim",
             cfg.model.latent_dim, "an integer >= 1")
     stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
-    if checkpoint is not None:
-        check_compatible(checkpoint, stored, cfg.ckpt_path)
 
     sweep.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data, "data")
     prior = build(cfg.prior, "prior")
     module = build(cfg.model, "model", prior=prior)
+    # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
     annealing = KLAnnealing(build(cfg.annealing, "annealing"))
-    callbacks = [annealing, RunConfig(stored)]
-    callbacks += [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [build(c, "logger") for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+    callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
+    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    if checkpoint is not None:
+        check_compatible(checkpoint, stored, cfg.ckpt_path)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
+
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
+                               plugins=[AtomicCheckpointIO()])
     sweep.check_strategy(trainer)
 
     if cfg.get("train"):
@@ -99,17 +113,29 @@ def discard_unstarted_run() -> None:
         shutil.rmtree(target, ignore_errors=True)
 
 
+def resume_command(ckpt_path: str) -> str:
+    """The command that resumes a checkpoint of a run folder (the folder holds the run's config)."""
+    return f"python -m vae_lightning.train {shlex.quote(f'ckpt_path={Path(ckpt_path).absolute()}')}"
+
+
 def run_or_exit(task: Callable[[], T]) -> T:
     """Run a command's `task`; bad input ends it with one `error: ...` line and exit status 2
-    (the traceback only with HYDRA_FULL_ERROR=1), leaving no new run folder behind."""
+    (the traceback only with HYDRA_FULL_ERROR=1), leaving no new run folder behind; an interrupted
+    or stopped run prints one line (with the command that resumes it) and exits non-zero."""
     try:
         return task()
     except UserError as err:
         discard_unstarted_run()
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if FULL_ERROR:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Interrupted as err:
+        print(f"{err}; resume with: {resume_command(err.ckpt_path)}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except RunStopped as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -123,4 +149,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)
