@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import run_cli, tiny_overrides
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
@@ -18,8 +19,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import CONF_DIR, run_cli, tiny_overrides
 from vae_lightning import report, sweep
+from vae_lightning.config import CONF_DIR
 from vae_lightning.data import EpochShuffle
 from vae_lightning.errors import ParameterError, UserError
 

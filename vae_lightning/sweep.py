@@ -21,6 +21,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.utils.tensorboard.summary import hparams
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -186,14 +187,17 @@ def log_hyperparameters(loggers: list[Logger], params: dict[str, Any], metrics: 
     """Record `params` with the run's final validation and test metrics.
 
     TensorBoard's HPARAMS tab reads the hyperparameters from the session summary written here and
-    each metric's value from the last point of the scalar with the same tag (`val/elbo`, ...); the
-    points written here repeat the last logged values at the last step. Called after training, so
-    the logger's writer is closed again afterwards.
+    each metric's value from the last point of the scalar with the same tag (`val/elbo`, ...),
+    which training already logged: no scalar point is written here (a repeated point would give a
+    resumed run's curves extra values). Called after training, so the logger's writer is closed
+    again afterwards.
     """
     final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, final, step=step)
+            writer = logger.experiment._get_file_writer()  # the run's own events file, no subfolder
+            for summary in hparams(params, final):
+                writer.add_summary(summary, step)
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")
