@@ -23,7 +23,7 @@ def test_every_prior_with_every_schedule_trains(compose_cfg, mnist_root, tmp_pat
     seen: list = []
     cfg = compose_cfg(tiny_overrides(mnist_root, tmp_path) + [
         f"prior={prior}", f"annealing={annealing}", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=1", "test=false", "logger=none",
+        "trainer.limit_val_batches=1", "test=false", "logger=none", "trainer.log_every_n_steps=1",
     ])
     fit = L.Trainer.fit
 
