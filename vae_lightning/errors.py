@@ -5,6 +5,10 @@ Anything else is a bug and keeps its full traceback.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -28,3 +32,18 @@ def require(ok: bool, key: str, value: Any, accepted: str) -> None:
     """Raise ParameterError(key, value, accepted) unless `ok`."""
     if not ok:
         raise ParameterError(key, value, accepted)
+
+
+@contextmanager
+def exit_on_user_error(cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """For entry points: a UserError becomes one line `error: ...` on stderr and exit status 2, after
+    `cleanup()`; with HYDRA_FULL_ERROR=1 it keeps its traceback."""
+    try:
+        yield
+    except UserError as err:
+        if cleanup is not None:
+            cleanup()
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
