@@ -34,7 +34,7 @@ from torch.utils.tensorboard.summary import hparams
 from vae_lightning import metrics
 from vae_lightning.callbacks import CHECKPOINT_KEY
 from vae_lightning.checkpoint import load_checkpoint, load_module, resolve_checkpoint, run_dir_of
-from vae_lightning.classifier import DigitClassifier, as_input, classify, load_or_train
+from vae_lightning.classifier import DigitClassifier, as_input, classify, load_or_train, pick_device
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
@@ -50,14 +50,6 @@ register_resolvers()
 
 TEST_ROW = "test"
 N_CLASSES = 10
-
-
-def pick_device(name: str) -> torch.device:
-    require(name in ("auto", "cpu", "cuda"), "device", name, "one of auto, cpu, cuda")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    require(name == "cpu" or torch.cuda.is_available(), "device", name, "auto or cpu (no CUDA device here)")
-    return torch.device(name)
 
 
 def same_distribution(a: LatentDistribution, b: LatentDistribution) -> bool:
@@ -133,7 +125,8 @@ def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: metrics.Trac
                                             track).double()
         if previous is not None:
             change, image_change = float((nll.mean() - previous.mean()).abs()), float((nll - previous).abs().max())
-        log.info("nll_exact %.4f on a %d^%d grid (change %.4f)", nll.mean(), n, module.latent_dim, change)
+        log.info("nll_exact %.4f on a %d^%d grid%s", nll.mean(), n, module.latent_dim,
+                 "" if previous is None else f" (change {change:.4f})")
         if change < cfg.tolerance or 2 * n > cfg.max_points_per_dim:
             break
         previous, n = nll, 2 * n
@@ -249,8 +242,9 @@ def report(results: dict[str, Any]) -> str:
         exact_text = f"— (latent_dim {results['latent_dim']} > exact.max_latent_dim)"
     else:
         status = "" if exact["converged"] else ", NOT converged"
-        exact_text = (f"{exact['value']:.2f} ({exact['points_per_dim']}^{results['latent_dim']} grid, "
-                      f"{exact['change_from_half_grid']:.3f} from the half grid{status})")
+        exact_text = (f"{exact['value']:.2f} ({exact['points_per_dim']}^{results['latent_dim']} grid; from the "
+                      f"half grid: mean change {exact['change_from_half_grid']:.3f}, largest per image "
+                      f"{exact['max_image_change']:.2f}{status})")
     lines = [
         f"# Evaluation of {results['checkpoint']}",
         "",
@@ -377,8 +371,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     (out / "report.md").write_text(text + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
     if cfg.tensorboard:
         run = run_dir_of(ckpt)
-        log_tensorboard((run if run is not None else out) / "tensorboard", step, scalars(results),
-                        {"seed": cfg.seed, **stored})
+        log_tensorboard((run if run is not None else out) / "tensorboard", step, scalars(results), stored)
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     log.info("Wrote %s", out)
     return results
