@@ -35,6 +35,16 @@ def hydra_subdir(ckpt_path: str | None) -> str:
     return ".hydra"
 
 
+def eval_dir(ckpt_path: str | None, default: str) -> str:
+    """evaluate's output folder: `<run>/eval` for a checkpoint (or run folder) inside a run folder, else
+    `default`."""
+    if not ckpt_path:
+        return default
+    path = Path(ckpt_path)
+    run = path if (path / "checkpoints").is_dir() else run_dir_of(path)
+    return str(run / "eval") if run is not None and (run / ".hydra" / "config.yaml").is_file() else default
+
+
 @cache
 def _start_time() -> str:
     """This process's start, fixed on first use: Hydra resolves its config more than once."""
@@ -43,7 +53,7 @@ def _start_time() -> str:
 
 def register_resolvers() -> None:
     for name, fn in (("vae_root", lambda: str(PROJECT_ROOT)), ("vae_run_dir", run_dir),
-                     ("vae_hydra_subdir", hydra_subdir)):
+                     ("vae_hydra_subdir", hydra_subdir), ("vae_eval_dir", eval_dir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)
 

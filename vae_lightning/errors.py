@@ -9,13 +9,13 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from hydra.errors import HydraException, MissingConfigException
 
 # HYDRA_FULL_ERROR=1 as the user set it when the process started (`run_hydra_main` sets it for
 # Hydra's sake): full tracebacks instead of one-line errors.
@@ -57,6 +57,8 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         if cause is not None:
             raise cause from err
         raise
+
+
 class RunStopped(Exception):
     """Training stopped before its end with its checkpoints intact. The entry point prints the
     message as one line (no traceback) and exits with `exit_code`."""
@@ -108,4 +110,18 @@ def run_hydra_main(main: Callable[[], Any]) -> None:
         if FULL_ERROR or any(frame.f_code is task for frame, _ in traceback.walk_tb(err.__traceback__)):
             raise
         print(f"error: {hydra_error_line(err)}", file=sys.stderr)
+
+
+@contextmanager
+def exit_on_user_error(cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """For entry points: a UserError becomes one line `error: ...` on stderr and exit status 2, after
+    `cleanup()`; with HYDRA_FULL_ERROR=1 it keeps its traceback."""
+    try:
+        yield
+    except UserError as err:
+        if cleanup is not None:
+            cleanup()
+        if FULL_ERROR:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

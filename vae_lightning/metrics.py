@@ -1,0 +1,266 @@
+"""Evaluation metrics as plain functions of tensors and networks: likelihood bounds, exact
+likelihood by quadrature, posterior-collapse diagnostics, and sample-quality scores.
+
+Likelihoods are in nats per image, for the Bernoulli decoder `p(x|z) = prod_i Bern(x_i; sigmoid(l_i))`
+evaluated as `-BCE(logits, x)` summed over pixels. For binary `x` this is a normalised likelihood;
+for grayscale targets (the study's `binarize=none`) it is the same expression, which is what the
+model optimised but not a normalised density of gray images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import torch
+from rich.progress import track as rich_track
+from torch import Tensor, nn
+from torch.distributions import Beta, Distribution
+from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
+
+from vae_lightning.priors import LatentDistribution
+
+T = TypeVar("T")
+# `track(iterable, description, total)`: wraps a long loop, e.g. in a progress bar
+Track = Callable[[Iterable[T], str, int], Iterable[T]]
+
+
+def no_track(iterable: Iterable[T], description: str, total: int) -> Iterable[T]:
+    return iterable
+
+
+def progress_bar(iterable: Iterable[T], description: str, total: int) -> Iterable[T]:
+    """A `Track` that shows a rich progress bar (with elapsed and remaining time)."""
+    return rich_track(iterable, description=description, total=total)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the global RNG seeded to `seed`, restoring it afterwards.
+
+    torch's Beta/Gamma samplers take no `generator`, so reproducible draws from any posterior
+    family need the (forked) global RNG.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def chunk_seeds(seed: int, n: int) -> list[int]:
+    """`n` seeds derived from `seed`, one per chunk of a seeded computation."""
+    return torch.randint(2**62, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+# --- likelihood -------------------------------------------------------------------------------
+
+
+def bernoulli_log_likelihoods(x: Tensor, logits: Tensor) -> Tensor:
+    """log p(x_n | z_g) for every image n and latent g, shape [N, G], as one matrix product.
+
+    `x` [N, P] targets in [0, 1], `logits` [G, P] the decoder's output at G latents. Per pixel,
+    x log s(l) + (1 - x) log s(-l) = x (log s(l) - log s(-l)) + log s(-l), so the sum over pixels
+    is `x @ (log s(l) - log s(-l)).T + sum log s(-l)`: decoding each latent once serves all images.
+    """
+    log_on, log_off = logsigmoid(logits), logsigmoid(-logits)
+    return x @ (log_on - log_off).T + log_off.sum(dim=1)
+
+
+def log_marginal_on_grid(x: Tensor, decoder: nn.Module, z: Tensor, log_weights: Tensor, chunk_size: int,
+                         track: Track = no_track) -> Tensor:
+    """log sum_g w_g p(x_n | z_g) per image, [N]: a quadrature of p(x) = integral p(x|z) p(z) dz.
+
+    The grid is decoded `chunk_size` points at a time and the sum kept as a running log-sum-exp,
+    so memory is bounded by N x chunk_size whatever the grid size.
+    """
+    x = x.flatten(1)
+    total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
+    starts = range(0, len(z), chunk_size)
+    for start in track(starts, f"exact NLL, {len(z)} grid points", len(starts)):
+        z_chunk = z[start:start + chunk_size].to(x)
+        log_p = bernoulli_log_likelihoods(x, decoder(z_chunk)) + log_weights[start:start + chunk_size].to(x)
+        total = torch.logaddexp(total, torch.logsumexp(log_p, dim=1))
+    return total
+
+
+def beta_cdf(x: Tensor, a: Tensor, b: Tensor, max_terms: int = 500) -> Tensor:
+    """The regularized incomplete beta function I_x(a, b) (the Beta CDF), elementwise, in float64.
+
+    torch has none. Continued fraction of Numerical Recipes (3rd ed., 6.4) evaluated with the
+    modified Lentz method; for x > (a + 1) / (a + b + 2) through I_x(a, b) = 1 - I_{1-x}(b, a),
+    where the fraction converges fast.
+    """
+    x, a, b = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64) for t in (x, a, b)))
+    flip = x > (a + 1) / (a + b + 2)
+    x, a, b = torch.where(flip, 1 - x, x), torch.where(flip, b, a), torch.where(flip, a, b)
+    tiny = 1e-300
+
+    def nonzero(t: Tensor) -> Tensor:
+        return torch.where(t.abs() < tiny, torch.full_like(t, tiny), t)
+
+    c = torch.ones_like(x)
+    d = 1 / nonzero(1 - (a + b) * x / (a + 1))
+    fraction = d
+    for m in range(1, max_terms + 1):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 / nonzero(1 + numerator * d)
+            c = nonzero(1 + numerator / c)
+            fraction = fraction * d * c
+        if ((d * c - 1).abs() < 1e-15).all():
+            break
+    log_front = (a * torch.log(x) + b * torch.log1p(-x)
+                 - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)))
+    tail = torch.exp(log_front) * fraction / a
+    cdf = torch.where(x > 0, tail, torch.zeros_like(x))
+    return torch.where(flip, 1 - cdf, cdf)
+
+
+def beta_icdf(u: Tensor, a: Tensor, b: Tensor, iterations: int = 64) -> Tensor:
+    """The Beta quantile function, by bisection on `beta_cdf` (monotone, so bisection cannot fail);
+    64 halvings of [0, 1] reach float64 resolution."""
+    u = torch.as_tensor(u, dtype=torch.float64)
+    lo, hi = torch.zeros_like(u), torch.ones_like(u)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = beta_cdf(mid, a, b) < u
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (lo + hi) / 2
+
+
+def _float64(distribution: Distribution) -> Distribution:
+    params = {k: getattr(distribution, k).double() for k in distribution.arg_constraints}
+    return type(distribution)(**params)
+
+
+def cdf(distribution: Distribution, z: Tensor) -> Tensor:
+    """CDF of a factorised prior, z [..., D] -> [..., D], in float64 (torch's Beta has none)."""
+    distribution = _float64(distribution)
+    if isinstance(distribution, Beta):
+        return beta_cdf(z.clamp(0, 1), distribution.concentration1, distribution.concentration0)
+    return distribution.cdf(z)
+
+
+def icdf(distribution: Distribution, u: Tensor) -> Tensor:
+    """Quantiles of a factorised prior, u [..., D] in (0, 1) -> z [..., D], in float64."""
+    distribution = _float64(distribution)
+    if isinstance(distribution, Beta):
+        return beta_icdf(u, distribution.concentration1, distribution.concentration0)
+    return distribution.icdf(u)
+
+
+def prior_grid(prior: LatentDistribution, points_per_dim: int, tail: float = 1e-9) -> tuple[Tensor, Tensor]:
+    """Quadrature nodes and log-weights for p(x) = integral p(x|z) p(z) dz: a product grid of equal-width
+    cells spanning the prior's quantile range [tail, 1 - tail] in every dimension, each cell represented
+    by its midpoint and weighted by its exact prior mass (a CDF difference). The mass beyond the range
+    goes to the end cells, so the weights sum to 1.
+
+    Why equal widths in z rather than equal masses (midpoints in quantile space): the integrand is a
+    bump as wide as the posterior, which is about as wide in the prior's tails as in its centre, while
+    a quantile-space cell there is very wide in z. Measured on a 2-D MNIST model: this grid converges
+    at 128^2 points where the quantile grid was still 0.02 nats (and up to 11 nats per image) off at
+    512^2. Exact masses rather than density x width keep a Beta prior with an unbounded density at 0
+    or 1 right. Returns z [n^D, D] and log-weights [n^D], float64.
+    """
+    dist, n, dims = prior.distribution(), points_per_dim, prior.latent_dim
+    lo, hi = icdf(dist, torch.tensor([tail, 1 - tail], dtype=torch.float64).unsqueeze(1).expand(2, dims))
+    edges = lo + (hi - lo) * torch.linspace(0, 1, n + 1, dtype=torch.float64).unsqueeze(1)  # [n + 1, D]
+    cum = cdf(dist, edges)
+    cum[0], cum[-1] = 0, 1
+    log_mass = torch.log(cum.diff(dim=0))  # [n, D]
+    mids = (edges[:-1] + edges[1:]) / 2
+    z = torch.cartesian_prod(*mids.T).reshape(-1, dims)
+    log_weights = torch.cartesian_prod(*log_mass.T).reshape(-1, dims).sum(dim=1)
+    return z, log_weights
+
+
+def exact_log_likelihood(x: Tensor, decoder: nn.Module, prior: LatentDistribution, points_per_dim: int,
+                         chunk_size: int, tail: float = 1e-9, track: Track = no_track) -> Tensor:
+    """log p(x) per image [N] by quadrature on the prior's grid (see `prior_grid`)."""
+    z, log_weights = prior_grid(prior, points_per_dim, tail)
+    return log_marginal_on_grid(x, decoder, z, log_weights, chunk_size, track)
+
+
+def iwae_log_likelihood(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
+                        ks: Sequence[int], chunk_size: int, seed: int) -> Tensor:
+    """The importance-weighted bound log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q(z|x), for each
+    k in `ks`, shape [len(ks), B] in the order of `sorted(set(ks))` (Burda et al. 2016).
+
+    The estimates are nested: one stream of max(ks) draws, the bound for k uses its first k. The
+    stream comes in blocks of `chunk_size` draws, block j drawn with seed `seed + j`, folded into a
+    running log-sum-exp: memory is bounded by B x chunk_size decoded images, and the first k draws
+    are the same whatever the other ks are (k = 1000 alone equals k = 1000 next to k = 5000).
+    """
+    ks = sorted(set(ks))
+    x = x.flatten(1)
+    q = prior.posterior(encoder(x))
+    p = prior.distribution()
+    total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
+    bounds = []
+    for j, start in enumerate(range(0, ks[-1], chunk_size)):
+        with seeded(seed + j, x.device):
+            z = prior.clamp_to_support(q.sample((min(chunk_size, ks[-1] - start),)))  # [n, B, D]
+        logits = decoder(z)
+        log_px = -binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_w = log_px + p.log_prob(z).sum(-1) - q.log_prob(z).sum(-1)  # [n, B]
+        for k in ks:
+            if start < k <= start + len(z):
+                bounds.append(torch.logaddexp(total, torch.logsumexp(log_w[: k - start], dim=0)) - math.log(k))
+        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+    return torch.stack(bounds)
+
+
+def active_units(posterior_means: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
+    """Burda et al.'s active units: dimensions u with Var_x(E_q[z_u | x]) > threshold.
+
+    Returns the count and the variance per dimension (the threshold is on the scale of an N(0, 1)
+    prior; for priors on other scales read the variances).
+    """
+    variance = posterior_means.double().var(dim=0)
+    return int((variance > threshold).sum()), variance
+
+
+# --- sample quality ---------------------------------------------------------------------------
+
+
+def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean [F] and covariance [F, F] of features [N, F], in float64."""
+    f = features.double()
+    return f.mean(dim=0), torch.cov(f.T)
+
+
+def _psd_sqrt(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """||m_a - m_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) between two Gaussians (Heusel et al. 2017).
+
+    Tr((C_a C_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
+    matrix C_a^(1/2) C_b C_a^(1/2), which has the same spectrum as C_a C_b; no general matrix
+    square root, no complex parts.
+    """
+    root_a = _psd_sqrt(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    distance = (mean_a - mean_b).square().sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross
+    return float(distance.clamp(min=0))
+
+
+def clarity(probs: Tensor) -> float:
+    """Mean max class probability: how confidently the classifier reads each sample as some digit."""
+    return float(probs.max(dim=1).values.double().mean())
+
+
+def diversity(probs: Tensor) -> float:
+    """Entropy (nats) of the mean predicted class distribution: ln(10) when all ten classes are
+    equally frequent, 0 when every sample is the same class."""
+    mean = probs.double().mean(dim=0)
+    return float(-(mean * torch.log(mean.clamp(min=1e-300))).sum())
+
+
+def classes_covering(predicted: Tensor, n_classes: int, fraction: float = 0.9) -> int:
+    """The fewest classes that together hold at least `fraction` of the predicted labels."""
+    share = torch.bincount(predicted, minlength=n_classes).double().sort(descending=True).values / len(predicted)
+    return int((share.cumsum(0) < fraction - 1e-12).sum()) + 1
