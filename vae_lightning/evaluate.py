@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import matplotlib
 import torch
 from hydra.core.hydra_config import HydraConfig
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -41,9 +41,6 @@ from vae_lightning.errors import UserError, exit_on_user_error, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution
 from vae_lightning.train import build
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -230,10 +227,6 @@ def log_tensorboard(log_dir: Path, step: int, values: dict[str, float], config: 
     writer.close()
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 def report(results: dict[str, Any]) -> str:
     """The markdown tables of metrics.json (printed, and the body of report.md)."""
     lik, quality = results["likelihood"], results["sample_quality"]
@@ -254,10 +247,10 @@ def report(results: dict[str, Any]) -> str:
         "",
         "| metric | nats per image |",
         "|---|---|",
-        f"| elbo | {_fmt(lik['elbo'])} |",
-        f"| recon | {_fmt(lik['recon'])} |",
-        f"| kl | {_fmt(lik['kl'])} |",
-        *(f"| nll_iwae (k={k}) | {_fmt(v)} |" for k, v in lik["nll_iwae"].items()),
+        f"| elbo | {lik['elbo']:.2f} |",
+        f"| recon | {lik['recon']:.2f} |",
+        f"| kl | {lik['kl']:.2f} |",
+        *(f"| nll_iwae (k={k}) | {v:.2f} |" for k, v in lik["nll_iwae"].items()),
         f"| nll_exact | {exact_text} |",
         f"| active units (Var > {results['active_units_threshold']}) | {lik['active_units']} of "
         f"{results['latent_dim']} |",
@@ -287,30 +280,29 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     digit shares per sampler), latent_dimensions.png (KL and posterior-mean variance per dimension)."""
     rows = results["sample_quality"]["rows"]
     labels = [r["label"] + (" *" if r["model_prior"] else "") for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.5), sharey=True)
+    fig = Figure(figsize=(13, 0.45 * len(rows) + 1.5), layout="tight")
+    axes = fig.subplots(1, 3, sharey=True)
     for ax, key in zip(axes, ("fid", "clarity", "diversity"), strict=True):
         ax.barh(labels, [r[key] for r in rows], color=["grey" if r["name"] == TEST_ROW else "C0" for r in rows])
         ax.set_title(key)
     axes[2].axvline(math.log(N_CLASSES), color="k", ls=":", lw=1)
     axes[0].invert_yaxis()
     fig.suptitle("sample quality per sampler (* model prior; grey: test set)")
-    fig.tight_layout()
     fig.savefig(out / "sample_quality.png", dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    fig = Figure(figsize=(7, 0.45 * len(rows) + 1.5), layout="tight")
+    ax = fig.subplots()
     image = ax.imshow([r["class_frequencies"] for r in rows], cmap="viridis", vmin=0, aspect="auto")
     ax.set_xticks(range(N_CLASSES))
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel("predicted digit")
     fig.colorbar(image, ax=ax, label="share of samples")
-    fig.tight_layout()
     fig.savefig(out / "class_frequencies.png", dpi=100)
-    plt.close(fig)
 
     lik = results["likelihood"]
     dims = range(len(lik["kl_per_dim"]))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5), layout="tight")
+    axes = fig.subplots(1, 2)
     for ax in axes:
         ax.set_xticks(dims)
     axes[0].bar(dims, lik["kl_per_dim"])
@@ -319,9 +311,7 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     axes[1].axhline(results["active_units_threshold"], color="r", ls="--", lw=1, label="active threshold")
     axes[1].set(title="Var over test images of E[z | x]", xlabel="dimension", yscale="log")
     axes[1].legend()
-    fig.tight_layout()
     fig.savefig(out / "latent_dimensions.png", dpi=100)
-    plt.close(fig)
     return ["sample_quality.png", "class_frequencies.png", "latent_dimensions.png"]
 
 
