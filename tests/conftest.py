@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lightning.config import PROJECT_ROOT, compose_config
+
 N_TRAIN, N_TEST = 384, 128
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import torch
-
 from conftest import run_cli, tiny_overrides
+
 from vae_lightning.bench import bare_loss
-from vae_lightning.networks import MLPDecoder, MLPEncoder
 from vae_lightning.module import VAEModule
+from vae_lightning.networks import MLPDecoder, MLPEncoder
 from vae_lightning.priors import NormalPrior
 
 

@@ -11,10 +11,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from conftest import CONF_DIR
 from vae_lightning import classifier as clf
 from vae_lightning import metrics
-from vae_lightning.config import register_resolvers
+from vae_lightning.config import CONF_DIR, register_resolvers
 from vae_lightning.data import load_split, locate
 
 # a classifier that learns the synthetic digits (10 noisy templates) in a second

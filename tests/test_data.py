@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import N_TEST, N_TRAIN, make_mnist_root
+
 from vae_lightning.data import DataError, EpochShuffle, MNISTDataModule, locate
 
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli, tiny_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_classifier import TINY_CLASSIFIER
 from torch.utils.tensorboard.summary import hparams
 
-from conftest import CONF_DIR, run_cli, tiny_overrides
-from test_classifier import TINY_CLASSIFIER
 from vae_lightning import evaluate as ev
 from vae_lightning import metrics
 from vae_lightning.checkpoint import load_module
-from vae_lightning.config import register_resolvers
+from vae_lightning.config import CONF_DIR, register_resolvers
 from vae_lightning.errors import UserError
 from vae_lightning.module import VAEModule
 from vae_lightning.networks import MLPDecoder, MLPEncoder

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-
-from conftest import CONF_DIR
 from test_slow import REAL_ROOT, pytestmark  # noqa: F401  (pytestmark: slow, skipped when real MNIST is absent)
+
 from vae_lightning.classifier import load_or_train
-from vae_lightning.config import register_resolvers
+from vae_lightning.config import CONF_DIR, register_resolvers
 
 
 def test_the_default_classifier_reaches_99_percent(tmp_path):

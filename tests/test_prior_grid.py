@@ -11,11 +11,11 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import tiny_overrides
 from vae_lightning.callbacks import PriorGrid
 from vae_lightning.module import VAEModule
 from vae_lightning.train import train

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import make_mnist_root, run_cli, tiny_overrides
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,7 @@ def run_hydra_main(main: Callable[[], Any]) -> None:
         if FULL_ERROR or any(frame.f_code is task for frame, _ in traceback.walk_tb(err.__traceback__)):
             raise
         print(f"error: {hydra_error_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @contextmanager
