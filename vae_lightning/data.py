@@ -199,13 +199,18 @@ class EpochShuffle(Sampler[int]):
 
 class ResumableLoader(DataLoader):
     """A DataLoader that Lightning saves in checkpoints and restores on resume (it has
-    `state_dict` / `load_state_dict`): the position of its `EpochShuffle` within the epoch."""
+    `state_dict` / `load_state_dict`): the position of its `EpochShuffle` within the epoch.
+
+    Under DDP Lightning wraps the sampler (DistributedSamplerWrapper), which keeps no position:
+    then nothing is saved and a mid-epoch resume starts that epoch's data order from its beginning.
+    """
 
     def state_dict(self) -> dict[str, int]:
-        return self.sampler.state_dict()
+        return self.sampler.state_dict() if isinstance(self.sampler, EpochShuffle) else {}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.load_state_dict(state)
+        if state and isinstance(self.sampler, EpochShuffle):
+            self.sampler.load_state_dict(state)
 
 
 def split_indices(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
