@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -36,7 +37,7 @@ from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
+from torchvision import transforms
 
 from vae_lightning.config import compose_config
 from vae_lightning.data import DATASETS, MNISTDataModule, locate, split_indices
@@ -112,12 +113,17 @@ class Bench:
         dm.prepare_data()
         dm.setup()
         self.train_images, self.val_images = dm.splits["train"].images, dm.splits["val"].images
-        self.batch_size, self.seed = dm.batch_size, cfg.seed
-        # (c) reads the same files through torchvision, split by the same indices.
-        root = locate(dm.root, dm.dataset, download=False)
-        full = DATASETS[dm.dataset](root, train=True, transform=transforms.ToTensor())
+        self.batch_size, self.seed, self.datamodule = dm.batch_size, cfg.seed, dm
+
+    @cached_property
+    def torchvision_splits(self) -> tuple[Subset, Subset]:
+        """(c)'s data: the same files read through torchvision, split by the same indices (built
+        only when (c) runs, so that the other variants' peak memory does not include it)."""
+        dm = self.datamodule
+        full = DATASETS[dm.dataset](locate(dm.root, dm.dataset, download=False), train=True,
+                                    transform=transforms.ToTensor())
         train_idx, val_idx = split_indices(len(full), dm.val_size, dm.split_seed)
-        self.tv_train, self.tv_val = Subset(full, train_idx.tolist()), Subset(full, val_idx.tolist())
+        return Subset(full, train_idx.tolist()), Subset(full, val_idx.tolist())
 
     def config(self) -> DictConfig:
         self.runs += 1
@@ -137,12 +143,12 @@ class Bench:
             return list(EpochTimer.durations)
         if variant == "b":
             generator = torch.Generator().manual_seed(self.seed)
-            n = len(self.train_images)
-            return plain_loop(
-                cfg, lambda: (self.train_images[i] for i in torch.randperm(n, generator=generator).split(self.batch_size)),
-                lambda: self.val_images.split(1000), epochs)
-        train_loader = DataLoader(self.tv_train, batch_size=self.batch_size, shuffle=True)
-        val_loader = DataLoader(self.tv_val, batch_size=1000)
+            n, images = len(self.train_images), self.train_images
+            return plain_loop(cfg, lambda: (images[i] for i in torch.randperm(n, generator=generator).split(self.batch_size)),
+                              lambda: self.val_images.split(1000), epochs)
+        tv_train, tv_val = self.torchvision_splits
+        train_loader = DataLoader(tv_train, batch_size=self.batch_size, shuffle=True)
+        val_loader = DataLoader(tv_val, batch_size=1000)
         return plain_loop(cfg, lambda: (x for x, _ in train_loader), lambda: (x for x, _ in val_loader), epochs)
 
     def eval_throughput(self) -> float:
