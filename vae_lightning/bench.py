@@ -143,9 +143,9 @@ class Bench:
             return list(EpochTimer.durations)
         if variant == "b":
             generator = torch.Generator().manual_seed(self.seed)
-            n, images = len(self.train_images), self.train_images
-            return plain_loop(cfg, lambda: (images[i] for i in torch.randperm(n, generator=generator).split(self.batch_size)),
-                              lambda: self.val_images.split(1000), epochs)
+            images, size = self.train_images, self.batch_size
+            order = lambda: torch.randperm(len(images), generator=generator).split(size)  # noqa: E731
+            return plain_loop(cfg, lambda: (images[i] for i in order()), lambda: self.val_images.split(1000), epochs)
         tv_train, tv_val = self.torchvision_splits
         train_loader = DataLoader(tv_train, batch_size=self.batch_size, shuffle=True)
         val_loader = DataLoader(tv_val, batch_size=1000)
