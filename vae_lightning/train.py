@@ -27,7 +27,7 @@ from vae_lightning import sweep
 from vae_lightning.callbacks import KLAnnealing, RunConfig
 from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
 from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
-from vae_lightning.errors import FULL_ERROR, Interrupted, RunStopped, UserError, build, require, run_hydra_main
+from vae_lightning.errors import Interrupted, RunStopped, build, exit_on_user_error, require, run_hydra_main
 from vae_lightning.reliability import AtomicCheckpointIO, NonFiniteGuard, RandomState
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,8 @@ def run_or_exit(task: Callable[[], T]) -> T:
     (the traceback only with HYDRA_FULL_ERROR=1), leaving no new run folder behind; an interrupted
     or stopped run prints one line (with the command that resumes it) and exits non-zero."""
     try:
-        return task()
-    except UserError as err:
-        discard_unstarted_run()
-        if FULL_ERROR:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with exit_on_user_error(cleanup=discard_unstarted_run):
+            return task()
     except Interrupted as err:
         print(f"{err}; resume with: {resume_command(err.ckpt_path)}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
