@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from vae_lightning import metrics
+from vae_lightning import metrics, samplers
 from vae_lightning.callbacks import CHECKPOINT_KEY
 from vae_lightning.checkpoint import load_checkpoint, load_module, resolve_checkpoint, run_dir_of
 from vae_lightning.classifier import DigitClassifier, as_input, classify, load_or_train, pick_device
@@ -40,6 +40,7 @@ from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution
+from vae_lightning.samplers import same_distribution
 from vae_lightning.train import build
 
 log = logging.getLogger(__name__)
@@ -49,22 +50,10 @@ TEST_ROW = "test"
 N_CLASSES = 10
 
 
-def same_distribution(a: LatentDistribution, b: LatentDistribution) -> bool:
-    """Whether two latent distributions are the same p(z): same torch family and parameters
-    (NormalPrior and GaussianPrior(0, 1) are the same distribution)."""
-    da, db = a.distribution(), b.distribution()
-    return type(da) is type(db) and all(torch.equal(getattr(da, k).cpu(), getattr(db, k).cpu())
-                                        for k in da.arg_constraints)
-
-
 def build_samplers(entries: DictConfig, prior: LatentDistribution) -> list[tuple[LatentDistribution, bool]]:
-    """The configured samplers at the model's latent size, each with whether it is the model's prior;
-    the prior is appended when no entry has its distribution."""
-    samplers = [build(entry, f"samplers.{key}", latent_dim=prior.latent_dim) for key, entry in entries.items()]
-    flagged = [(s, same_distribution(s, prior)) for s in samplers]
-    if not any(own for _, own in flagged):
-        flagged.append((prior, True))
-    return flagged
+    """The configured samplers at the model's latent size (the prior appended when no entry has its
+    distribution, as for the training grids), each with whether it is the model's prior."""
+    return [(s, same_distribution(s, prior)) for s in samplers.build_samplers(entries, prior.latent_dim, prior)]
 
 
 def test_set(stored_data: dict[str, Any], cfg: DictConfig, device: torch.device) -> tuple[Tensor, MNISTDataModule]:
