@@ -111,7 +111,8 @@ def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> P
                 _extract(f, dest)
             check_idx_file(dest, source=f)
         return cache
-    missing = ", ".join(f"{n}.gz" for n, f in zip(names, gz) if not f.is_file() and not (raw / n).is_file())
+    missing = ", ".join(f"{n}.gz" for n, f in zip(names, gz, strict=True)
+                        if not f.is_file() and not (raw / n).is_file())
     hint = (f"put the four files {', '.join(f'{n}.gz' for n in names)} in {raw}/ "
             "(or set data.root / VAE_DATA_ROOT to a folder that has <Class>/raw/ with them)")
     if not download:

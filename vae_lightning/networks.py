@@ -12,7 +12,7 @@ from vae_lightning.errors import require
 def mlp(sizes: Sequence[int], negative_slope: float) -> nn.Sequential:
     """Linear layers through `sizes`, LeakyReLU between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(negative_slope))

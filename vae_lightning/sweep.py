@@ -21,7 +21,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.tensorboard.summary import hparams
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -29,6 +28,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard.summary import hparams
 
 from vae_lightning.annealing import Schedule
 from vae_lightning.errors import UserError, require
