@@ -12,7 +12,6 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from vae_lightning.errors import UserError
 from vae_lightning.priors import LatentDistribution
 
-EPOCH_TERMS = ("loss", "recon", "kl", "elbo")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
@@ -36,8 +35,7 @@ class VAEModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.latent_dim = latent_dim
         self.kl_weight = 1.0
-        self._epoch_sums: Tensor | None = None  # (loss, recon, kl, elbo) summed over this epoch's images
-        self._epoch_count = 0
+        self._epoch_steps: list[tuple[Tensor, Tensor, Tensor, int]] = []  # (loss, recon, kl, images) per step
 
     def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-image reconstruction [B] and per-dimension KL [B, latent_dim], in nats."""
@@ -58,42 +56,46 @@ class VAEModule(L.LightningModule):
         recon_per_image, kl_per_dim = self.loss_terms(x)
         recon, kl = recon_per_image.mean(), kl_per_dim.sum(dim=1).mean()
         loss = recon + self.kl_weight * kl
-        metrics = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
-        n = len(x)
+        terms = {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
         if stage == "train":
-            self._log_train(metrics, n)
+            self._log_train(terms, len(x))
         else:
-            elbo = metrics.pop("elbo")
-            self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, on_step=False, on_epoch=True,
-                          batch_size=n, sync_dist=True)
-            self.log(f"{stage}/elbo", elbo, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
-                     sync_dist=True)
-        return {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
+            self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                          batch_size=len(x), sync_dist=True)
+            self.log(f"{stage}/elbo", -(recon + kl), on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=len(x), sync_dist=True)
+        return terms
 
-    def _log_train(self, metrics: dict[str, Tensor], n: int) -> None:
+    def _log_train(self, terms: dict[str, Tensor], n: int) -> None:
         """Step values under the plain names, logged only on the steps that Lightning writes
         (every `trainer.log_every_n_steps`), with the terms on the progress bar (the study printed
-        them to debug annealing); epoch means as `train/<term>_epoch`, summed on the device.
+        them to debug annealing); epoch means as `train/<term>_epoch`.
 
-        `self.log` costs about 40 us of Python per value: logging 9 values on every step cost ~7%
-        of an epoch of the study's model on a CPU; accumulating the sums costs one small add.
+        A step only keeps references to its terms: `self.log` costs about 40 us of Python per
+        value, and even a few tensor operations per step to accumulate sums are a measurable part
+        of an epoch of the study's small model on a CPU; the means are taken once per epoch.
         """
-        terms = torch.stack([metrics[k].detach() for k in EPOCH_TERMS]) * n
-        self._epoch_sums = terms if self._epoch_sums is None else self._epoch_sums + terms
-        self._epoch_count += n
+        loss, recon, kl = terms["loss"].detach(), terms["recon"], terms["kl"]
+        self._epoch_steps.append((loss, recon, kl, n))
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
-            self.log_dict({f"train/{k}": v for k, v in metrics.items()} | {"train/kl_weight": self.kl_weight},
-                          on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+            values = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_weight": self.kl_weight}
+            self.log_dict({f"train/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False, prog_bar=True,
+                          batch_size=n)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_sums, self._epoch_count = None, 0
+        self._epoch_steps = []
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_sums is not None:
-            means = self._epoch_sums / self._epoch_count
-            self.log_dict({f"train/{k}_epoch": v for k, v in zip(EPOCH_TERMS, means)}, on_step=False, on_epoch=True,
-                          sync_dist=True)
+        if not self._epoch_steps:
+            return
+        steps = torch.stack([t for *step_terms, _ in self._epoch_steps for t in step_terms]).view(-1, 3)
+        images = steps.new_tensor([n for *_, n in self._epoch_steps])
+        loss, recon, kl = images @ steps / images.sum()  # means over the epoch's images
+        self._epoch_steps = []
+        means = {"loss": loss, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+        self.log_dict({f"train/{k}_epoch": v for k, v in means.items()}, on_step=False, on_epoch=True,
+                      sync_dist=True)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         # Lightning optimizes "loss"; the terms reach `on_train_batch_end` (the non-finite guard names them)
