@@ -29,14 +29,17 @@ def test_bare_loop_loss_equals_the_module_loss():
 
 
 def test_benchmark_runs_end_to_end_and_prints_ratios(mnist_root, tmp_path):
-    result = run_cli("vae_lightning.bench", "--epochs", "1", "--repeats", "1",
+    result = run_cli("vae_lightning.bench", "--epochs", "1", "--repeats", "1", "--breakdown", "--iwae-images", "8",
                      *tiny_overrides(mnist_root, tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     for name in ("(a) vae_lightning.train", "(b) bare PyTorch loop", "(c) torchvision pipeline"):
-        row = re.search(re.escape(name) + r"\s+([\d.]+)\s+(\d+)\s+(\d+)", out)
-        assert row and float(row.group(1)) > 0 and int(row.group(3)) > 0, out
+        row = re.search(re.escape(name) + r"\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+)", out)
+        assert row and float(row.group(1)) > 0 and int(row.group(4)) > 0, out
+    for name in ("(a) without prior_grid", "(a) Lightning alone"):  # --breakdown: times, no memory
+        assert re.search(re.escape(name) + r"\s+[\d.]+\s+\d+\s+[\d.]+\s+-", out), out
     assert re.search(r"\(a\)/\(b\) epoch time: \d+\.\d+", out)
     assert re.search(r"\(c\)/\(a\) epoch time: \d+\.\d+", out)
     assert re.search(r"test ELBO throughput: \d+ images/s", out)
+    assert re.search(r"IWAE k=1000 throughput: \d+ images/s", out)
     assert not list(tmp_path.glob("train/runs/*")), "the benchmark must not leave runs in the log folder"

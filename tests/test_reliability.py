@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -265,6 +266,26 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(mnist_root, tm
                         r"kl=\S+, kl_weight=1; training stopped, no checkpoint written after the previous one", line)
     assert "Traceback" not in second.stderr
     assert {p: p.read_bytes() for p in (run / "checkpoints").iterdir()} == checkpoints
+
+
+def test_non_finite_guard_checks_in_groups_and_names_the_first_bad_step():
+    """Losses are checked every `log_every_n_steps` steps (one transfer), not at every step; the
+    report names the first non-finite step of the group, not the step that ran the check."""
+    guard = NonFiniteGuard()
+    trainer = SimpleNamespace(global_step=0, current_epoch=4, log_every_n_steps=5)
+    module = SimpleNamespace(kl_weight=0.5)
+    losses = [1.0, 2.0, float("nan"), float("inf"), 3.0]
+    for batch_idx, loss in enumerate(losses[:4]):
+        trainer.global_step += 1
+        guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss), "kl": torch.tensor(0.25)}, None,
+                                 batch_idx)  # no check before the 5th step
+    trainer.global_step += 1
+    with pytest.raises(NonFiniteError, match=r"^non-finite training loss at step 2 \(epoch 4, batch 2\): "
+                                             r"loss=nan, kl=0.25, kl_weight=0.5; training stopped"):
+        guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(losses[4])}, None, 4)
+    guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(float("nan"))}, None, 5)
+    with pytest.raises(NonFiniteError, match=r"at step 4 \(epoch 4, batch 5\)"):  # also before any save
+        guard.on_save_checkpoint(trainer, module, {"state_dict": {}})
 
 
 def test_no_checkpoint_with_non_finite_weights_is_written():

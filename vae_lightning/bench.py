@@ -1,6 +1,6 @@
 """Training speed of our path against a bare PyTorch loop and the conventional torchvision pipeline.
 
-    python -m vae_lightning.bench [--epochs 1] [--repeats 3] [override ...]
+    python -m vae_lightning.bench [--epochs 1] [--repeats 3] [--breakdown] [--iwae-images 500] [override ...]
 
 In one process, on the same data, network, batch size, optimizer and seed, it times epochs of
   (a) ours: `vae_lightning.train.train` on the composed default config (Trainer, our datamodule,
@@ -9,9 +9,18 @@ In one process, on the same data, network, batch size, optimizer and seed, it ti
   (c) torchvision: `datasets.MNIST` + `transforms.ToTensor()` + `DataLoader(batch_size, shuffle=True)`,
       the loop of (b).
 An epoch is the training pass over the 55k training images plus the ELBO over the 5k validation
-images, as in (a). Variants alternate, `--repeats` times; medians are printed with the ratios
+images, as in (a). Variants alternate, `--repeats` times; each run's mean epoch time counts once
+(so a run's epochs that draw more pictures count with their share, as in a long run: use
+`--epochs 5` for the default's latent figures every 5th epoch); medians are printed with the ratios
 (a)/(b) and (c)/(a) of epoch time, the peak resident memory of each (measured in a fresh
-subprocess per variant, since a process's peak only grows), and evaluation throughput.
+subprocess per variant), and evaluation throughput: the test ELBO and IWAE with k=1000.
+
+`--breakdown` adds two more versions of (a), to show what its time is spent on: without the
+prior-grid callback, and Lightning alone (no callbacks, logger, progress bar or checkpoints).
+
+(b) and (c) run as in a process that never imported Lightning: importing it sets
+PYTORCH_NVML_BASED_CUDA_CHECK=1, which makes every Adam step load the NVML library (see
+`train.cached_cuda_check`, which spares (a) that cost on the CPU).
 """
 
 from __future__ import annotations
@@ -19,13 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -33,18 +44,33 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from vae_lightning.config import compose_config
+from vae_lightning import metrics
+from vae_lightning.config import CONF_DIR, compose_config
 from vae_lightning.data import DATASETS, MNISTDataModule, locate, split_indices
 from vae_lightning.train import train
 
 VARIANTS = ("a", "b", "c")
-NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline"}
+NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline",
+         "a_no_grid": "(a) without prior_grid", "a_lightning": "(a) Lightning alone"}
+
+
+def _no_grid(cfg: DictConfig) -> None:
+    cfg.callbacks.pop("prior_grid", None)
+
+
+def _lightning_alone(cfg: DictConfig) -> None:
+    cfg.callbacks, cfg.logger = {}, {}
+    cfg.trainer.update(enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+
+
+# The breakdown's versions of (a): changes to the composed config of the command
+BREAKDOWN: dict[str, Callable[[DictConfig], None]] = {"a_no_grid": _no_grid, "a_lightning": _lightning_alone}
 
 
 class EpochTimer(Callback):
@@ -63,6 +89,17 @@ class EpochTimer(Callback):
         if getattr(self, "_start", None) is not None:
             EpochTimer.durations.append(now - self._start)
         self._start = now
+
+
+@contextmanager
+def without_lightning_cuda_check() -> Iterator[None]:
+    """The environment of a process that never imported Lightning (see the module docstring)."""
+    saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
 
 
 def bare_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
@@ -125,22 +162,29 @@ class Bench:
         train_idx, val_idx = split_indices(len(full), dm.val_size, dm.split_seed)
         return Subset(full, train_idx.tolist()), Subset(full, val_idx.tolist())
 
-    def config(self) -> DictConfig:
+    def config(self, change: Callable[[DictConfig], None] | None = None) -> DictConfig:
         self.runs += 1
         cfg = compose_config("train", [*self.overrides, "test=false"], self.workdir / f"run_{self.runs}")
         with open_dict(cfg):
+            if change is not None:
+                change(cfg)
             cfg.callbacks = {**(cfg.callbacks or {}), "bench_timer": {"_target_": f"{__name__}.EpochTimer"}}
         return cfg
 
     def run(self, variant: str, epochs: int) -> list[float]:
         cfg = self.cfg
-        if variant == "a":
-            cfg = self.config()
+        if variant.startswith("a"):
+            cfg = self.config(BREAKDOWN.get(variant))
             with open_dict(cfg):
                 cfg.trainer.max_epochs = epochs
             EpochTimer.durations = []
             train(cfg)
             return list(EpochTimer.durations)
+        with without_lightning_cuda_check():
+            return self._run_plain(variant, epochs)
+
+    def _run_plain(self, variant: str, epochs: int) -> list[float]:
+        cfg = self.cfg
         if variant == "b":
             generator = torch.Generator().manual_seed(self.seed)
             images, size = self.train_images, self.batch_size
@@ -151,19 +195,49 @@ class Bench:
         val_loader = DataLoader(tv_val, batch_size=1000)
         return plain_loop(cfg, lambda: (x for x, _ in train_loader), lambda: (x for x, _ in val_loader), epochs)
 
-    def eval_throughput(self) -> float:
-        """Images per second of the test-set ELBO (batches of 1000) with the config's model."""
+    def eval_throughput(self, iwae_images: int) -> dict[str, float]:
+        """Images per second of the test-set ELBO (10k images, batches of 1000) and of IWAE with
+        k=1000 on `iwae_images` images (evaluate's default batching), with the config's model."""
         module = instantiate(self.cfg.model, prior=instantiate(self.cfg.prior)).eval()
         images = self.val_images.repeat(2, 1, 1)  # 10k images, like the test set
-        start = time.perf_counter()
+        rates = {}
         with torch.no_grad():
+            start = time.perf_counter()
             for x in images.split(1000):
                 module.loss_terms(x.unsqueeze(1).float().div_(255))
-        return len(images) / (time.perf_counter() - start)
+            rates["test ELBO"] = len(images) / (time.perf_counter() - start)
+            if iwae_images > 0:
+                iwae = OmegaConf.load(CONF_DIR / "evaluate.yaml").iwae
+                x = images[:iwae_images].float().div_(255)
+                start = time.perf_counter()
+                for i, batch in enumerate(x.split(iwae.images_per_batch)):
+                    metrics.iwae_log_likelihood(batch, module.encoder, module.decoder, module.prior, [1000],
+                                                iwae.chunk_size, seed=i)
+                rates["IWAE k=1000"] = len(x) / (time.perf_counter() - start)
+        return rates
+
+
+def reset_peak_memory() -> bool:
+    """Reset this process's peak resident memory (Linux: VmHWM); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_since_reset(reset: bool) -> float:
+    """Peak resident memory in MB since `reset_peak_memory` (else since the process started)."""
+    if reset:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_memory_mb(variant: str, epochs: int, overrides: list[str]) -> float:
-    """Peak RSS (MB) of a fresh process that runs only `variant`."""
+    """Peak RSS (MB) of a fresh process while it runs only `variant` (after its common setup:
+    imports, config, data loaded)."""
     module = __spec__.name if __spec__ is not None else __name__  # "vae_lightning.bench" also under -m
     out = subprocess.run([sys.executable, "-m", module, "--only", variant, "--epochs", str(epochs),
                           "--repeats", "1", *overrides], capture_output=True, text=True, check=True)
@@ -174,33 +248,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each variant, alternating")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time (a) without the prior grids and Lightning alone")
+    parser.add_argument("--iwae-images", type=int, default=500,
+                        help="images for the IWAE k=1000 throughput (0: skip it)")
     parser.add_argument("--only", choices=VARIANTS, help="run one variant and print its peak memory as JSON")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config, e.g. data.root=...")
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
+    variants = [*VARIANTS, *(BREAKDOWN if args.breakdown else [])]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.overrides, Path(tmp))
         if args.only:
+            reset = reset_peak_memory()
             bench.run(args.only, args.epochs)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(json.dumps({"peak_rss_mb": peak}))
+            print(json.dumps({"peak_rss_mb": peak_memory_since_reset(reset)}))
             return
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        times: dict[str, list[float]] = {v: [] for v in variants}
         for _ in range(args.repeats):
-            for variant in VARIANTS:
-                times[variant] += bench.run(variant, args.epochs)
-        images_per_s = bench.eval_throughput()
+            for variant in variants:
+                times[variant].append(statistics.fmean(bench.run(variant, args.epochs)))
+        throughput = bench.eval_throughput(args.iwae_images)
     n_train = len(bench.train_images)
     median = {v: statistics.median(t) for v, t in times.items()}
     print(f"\n{n_train} training + {len(bench.val_images)} validation images per epoch, batch {bench.batch_size}, "
-          f"{torch.get_num_threads()} threads, {args.repeats} x {args.epochs} epoch(s) per variant")
-    print(f"{'variant':28} {'epoch s (median)':>17} {'samples/s':>10} {'peak RSS MB':>12}")
-    for v in VARIANTS:
-        memory = peak_memory_mb(v, 1, args.overrides)
-        print(f"{NAMES[v]:28} {median[v]:17.2f} {n_train / median[v]:10.0f} {memory:12.0f}")
+          f"{torch.get_num_threads()} threads, {args.repeats} runs of {args.epochs} epoch(s) per variant, "
+          "epoch s = median over the runs of their mean epoch time")
+    print(f"{'variant':28} {'epoch s (median)':>17} {'samples/s':>10} {'vs (b)':>7} {'peak RSS MB':>12}")
+    for v in variants:
+        memory = f"{peak_memory_mb(v, 1, args.overrides):12.0f}" if v in VARIANTS else f"{'-':>12}"
+        print(f"{NAMES[v]:28} {median[v]:17.2f} {n_train / median[v]:10.0f} {median[v] / median['b']:7.3f} {memory}")
     print(f"(a)/(b) epoch time: {median['a'] / median['b']:.3f}   (target <= 1.10)")
     print(f"(c)/(a) epoch time: {median['c'] / median['a']:.3f}   (target >= 1.6)")
-    print(f"test ELBO throughput: {images_per_s:.0f} images/s")
+    for name, rate in throughput.items():
+        print(f"{name} throughput: {rate:.0f} images/s")
     if not all(math.isfinite(m) for m in median.values()):
         raise SystemExit("a variant produced no timing")
 

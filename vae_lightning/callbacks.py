@@ -133,7 +133,7 @@ class PriorGrid(Callback):
     """
 
     def __init__(self, samplers: Mapping[str, Any] | None = None, dirpath: str | None = None,
-                 every_n_epochs: int = 1, latent_every_n_epochs: int = 1, n_samples: int = 64, nrow: int = 8,
+                 every_n_epochs: int = 1, latent_every_n_epochs: int = 5, n_samples: int = 64, nrow: int = 8,
                  seed: int = 0, n_reconstructions: int = 32, manifold_size: int = 20,
                  scatter_points: int = 5000, region_mass: float = 0.9) -> None:
         for key, value in (("every_n_epochs", every_n_epochs), ("latent_every_n_epochs", latent_every_n_epochs),
