@@ -38,6 +38,7 @@ def test_benchmark_runs_end_to_end_and_prints_ratios(mnist_root, tmp_path):
         assert row and float(row.group(1)) > 0 and int(row.group(4)) > 0, out
     for name in ("(a) without prior_grid", "(a) Lightning alone"):  # --breakdown: times, no memory
         assert re.search(re.escape(name) + r"\s+[\d.]+\s+\d+\s+[\d.]+\s+-", out), out
+    assert re.search(r"\(a\) outside its epochs .*: \d+\.\d+ s per run", out)
     assert re.search(r"\(a\)/\(b\) epoch time: \d+\.\d+", out)
     assert re.search(r"\(c\)/\(a\) epoch time: \d+\.\d+", out)
     assert re.search(r"test ELBO throughput: \d+ images/s", out)
