@@ -80,9 +80,13 @@ def compose_cfg(tmp_path: Path) -> Iterator:
 
 def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`python -m <module> overrides...` in a subprocess, from the repository root."""
+    """`python -m <module> overrides...` in a subprocess, from the repository root.
+
+    One torch thread unless the environment or `env` sets OMP_NUM_THREADS: the tests' tiny matrix
+    products gain nothing from a second thread, and on a loaded 2-core machine the spinning second
+    OpenMP thread of each run made the suite several times slower."""
     return subprocess.run([sys.executable, "-m", module, *overrides], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
 
 
 def scalars(run: Path, tag: str) -> dict[int, float]:

@@ -283,8 +283,9 @@ def test_non_finite_guard_checks_in_groups_and_names_the_first_bad_step():
     with pytest.raises(NonFiniteError, match=r"^non-finite training loss at step 2 \(epoch 4, batch 2\): "
                                              r"loss=nan, kl=0.25, kl_weight=0.5; training stopped"):
         guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(losses[4])}, None, 4)
+    trainer.global_step += 1
     guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(float("nan"))}, None, 5)
-    with pytest.raises(NonFiniteError, match=r"at step 4 \(epoch 4, batch 5\)"):  # also before any save
+    with pytest.raises(NonFiniteError, match=r"at step 5 \(epoch 4, batch 5\)"):  # also before any save
         guard.on_save_checkpoint(trainer, module, {"state_dict": {}})
 
 
