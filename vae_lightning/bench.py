@@ -140,7 +140,7 @@ def plain_loop(cfg: DictConfig, batches: Callable[[], object], val_batches: Call
 
 
 class Bench:
-    """The three variants on one composed config."""
+    """The variants, (a) and its breakdown versions, (b) and (c), on one composed config."""
 
     def __init__(self, overrides: list[str], workdir: Path) -> None:
         self.overrides, self.workdir, self.runs = overrides, workdir, 0
