@@ -21,6 +21,7 @@ from torch.distributions import Beta, Distribution
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
 from vae_lightning.priors import LatentDistribution
+from vae_lightning.special import beta_cdf, beta_icdf
 
 T = TypeVar("T")
 # `track(iterable, description, total)`: wraps a long loop, e.g. in a progress bar
@@ -82,51 +83,6 @@ def log_marginal_on_grid(x: Tensor, decoder: nn.Module, z: Tensor, log_weights: 
         log_p = bernoulli_log_likelihoods(x, decoder(z_chunk)) + log_weights[start:start + chunk_size].to(x)
         total = torch.logaddexp(total, torch.logsumexp(log_p, dim=1))
     return total
-
-
-def beta_cdf(x: Tensor, a: Tensor, b: Tensor, max_terms: int = 500) -> Tensor:
-    """The regularized incomplete beta function I_x(a, b) (the Beta CDF), elementwise, in float64.
-
-    torch has none. Continued fraction of Numerical Recipes (3rd ed., 6.4) evaluated with the
-    modified Lentz method; for x > (a + 1) / (a + b + 2) through I_x(a, b) = 1 - I_{1-x}(b, a),
-    where the fraction converges fast.
-    """
-    x, a, b = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64) for t in (x, a, b)))
-    flip = x > (a + 1) / (a + b + 2)
-    x, a, b = torch.where(flip, 1 - x, x), torch.where(flip, b, a), torch.where(flip, a, b)
-    tiny = 1e-300
-
-    def nonzero(t: Tensor) -> Tensor:
-        return torch.where(t.abs() < tiny, torch.full_like(t, tiny), t)
-
-    c = torch.ones_like(x)
-    d = 1 / nonzero(1 - (a + b) * x / (a + 1))
-    fraction = d
-    for m in range(1, max_terms + 1):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1 / nonzero(1 + numerator * d)
-            c = nonzero(1 + numerator / c)
-            fraction = fraction * d * c
-        if ((d * c - 1).abs() < 1e-15).all():
-            break
-    log_front = (a * torch.log(x) + b * torch.log1p(-x)
-                 - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)))
-    tail = torch.exp(log_front) * fraction / a
-    cdf = torch.where(x > 0, tail, torch.zeros_like(x))
-    return torch.where(flip, 1 - cdf, cdf)
-
-
-def beta_icdf(u: Tensor, a: Tensor, b: Tensor, iterations: int = 64) -> Tensor:
-    """The Beta quantile function, by bisection on `beta_cdf` (monotone, so bisection cannot fail);
-    64 halvings of [0, 1] reach float64 resolution."""
-    u = torch.as_tensor(u, dtype=torch.float64)
-    lo, hi = torch.zeros_like(u), torch.ones_like(u)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        below = beta_cdf(mid, a, b) < u
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (lo + hi) / 2
 
 
 def _float64(distribution: Distribution) -> Distribution:
