@@ -34,7 +34,8 @@ from torch.nn.functional import cross_entropy
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
-from vae_lightning.metrics import Track, no_track, progress_bar, seeded
+from vae_lightning.metrics import Track, no_track, progress_bar
+from vae_lightning.priors import seeded
 
 log = logging.getLogger(__name__)
 register_resolvers()

@@ -39,7 +39,7 @@ from vae_lightning.config import register_resolvers
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
 from vae_lightning.module import VAEModule
-from vae_lightning.priors import LatentDistribution
+from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.samplers import same_distribution
 from vae_lightning.train import build
 
@@ -78,7 +78,7 @@ def elbo_terms(module: VAEModule, x: Tensor, batch_size: int, seed: int) -> dict
     recon, kl, means = [], [], []
     batches = x.split(batch_size)
     for batch, seed_b in zip(batches, metrics.chunk_seeds(seed, len(batches)), strict=True):
-        with metrics.seeded(seed_b, x.device):
+        with seeded(seed_b, x.device):
             r, k = module.loss_terms(batch)
         recon.append(r)
         kl.append(k)

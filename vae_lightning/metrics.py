@@ -10,8 +10,7 @@ model optimised but not a normalised density of gray images.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 from torch.distributions import Beta, Distribution
 from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
-from vae_lightning.priors import LatentDistribution
+from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.special import beta_cdf, beta_icdf
 
 T = TypeVar("T")
@@ -35,18 +34,6 @@ def no_track(iterable: Iterable[T], description: str, total: int) -> Iterable[T]
 def progress_bar(iterable: Iterable[T], description: str, total: int) -> Iterable[T]:
     """A `Track` that shows a rich progress bar (with elapsed and remaining time)."""
     return rich_track(iterable, description=description, total=total)
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Run the block with the global RNG seeded to `seed`, restoring it afterwards.
-
-    torch's Beta/Gamma samplers take no `generator`, so reproducible draws from any posterior
-    family need the (forked) global RNG.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 def chunk_seeds(seed: int, n: int) -> list[int]:

@@ -12,6 +12,8 @@ distribution (`sample`), which is the study's prior-comparison experiment.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,18 @@ from torch.nn.functional import softplus
 
 from vae_lightning.errors import require
 from vae_lightning.special import beta_icdf
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the global RNG seeded to `seed`, restoring it afterwards.
+
+    torch's Beta/Gamma samplers take no `generator`, so reproducible draws from any posterior
+    family need the (forked) global RNG.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def _fmt(x: float) -> str:
@@ -72,10 +86,7 @@ class LatentDistribution(nn.Module):
         if generator is None:
             z = dist.sample((n,))
         else:
-            device = dist.mean.device
-            seed = int(torch.randint(2**62, (1,), generator=generator))
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
+            with seeded(int(torch.randint(2**62, (1,), generator=generator)), dist.mean.device):
                 z = dist.sample((n,))
         return self.clamp_to_support(z)
 
