@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +34,7 @@ from vae_lightning.data import load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
 from vae_lightning.metrics import Track, no_track, progress_bar
 from vae_lightning.priors import seeded
+from vae_lightning.reliability import write_atomically
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -138,18 +137,6 @@ def cache_path(cfg: DictConfig, dataset: str, data_sha: str) -> Path:
     return Path(cfg.cache_dir).expanduser() / f"{dataset}_{key}.pt"
 
 
-def _save(obj: dict[str, Any], path: Path) -> None:
-    """torch.save through a temporary file, so that a crash never leaves a partial cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def load_or_train(cfg: DictConfig, data_root: str | Path, dataset: str, download: bool = True,
                   device: torch.device | str = "cpu", retrain: bool = False,
                   track: Track = no_track) -> tuple[DigitClassifier, dict[str, Any]]:
@@ -182,8 +169,10 @@ def load_or_train(cfg: DictConfig, data_root: str | Path, dataset: str, download
         raise UserError(f"the classifier reached test accuracy {test_accuracy:.4f} < classifier.min_accuracy="
                         f"{cfg.min_accuracy}; train it longer (classifier.epochs={cfg.epochs} -> more) or "
                         "lower classifier.min_accuracy")
-    _save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_accuracy": test_accuracy,
-           "data_sha256": data_sha, "config": OmegaConf.to_container(cfg, resolve=True)}, path)
+    saved = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "test_accuracy": test_accuracy,
+             "data_sha256": data_sha, "config": OmegaConf.to_container(cfg, resolve=True)}
+    # through a temporary file, so that a crash never leaves a partial cache entry
+    write_atomically(path, lambda f: torch.save(saved, f))
     log.info("Classifier saved to %s", path)
     return model.eval(), {"path": str(path), "test_accuracy": test_accuracy, "data_sha256": data_sha}
 

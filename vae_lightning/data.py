@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets import MNIST, FashionMNIST
 
 from vae_lightning.errors import UserError, require
+from vae_lightning.reliability import write_atomically
 
 DATASETS: dict[str, type[MNIST]] = {"mnist": MNIST, "fashion_mnist": FashionMNIST}
 # file name -> (IDX magic number, shape of one item)
@@ -57,14 +57,10 @@ def _cache_root(gz_files: list[Path]) -> Path:
 
 def _extract(gz: Path, dest: Path) -> None:
     """Gunzip `gz` to `dest` through a temporary file, so a failure never leaves a partial file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
-        with gzip.open(gz, "rb") as src, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out)
-        os.replace(tmp, dest)
+        with gzip.open(gz, "rb") as src:
+            write_atomically(dest, lambda out: shutil.copyfileobj(src, out))
     except (OSError, EOFError) as err:
-        Path(tmp).unlink(missing_ok=True)
         raise DataError(f"cannot extract {gz}: {err}; replace it with an intact copy") from err
 
 

@@ -40,6 +40,7 @@ from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.errors import UserError, exit_on_user_error, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution, seeded
+from vae_lightning.reliability import write_atomically
 from vae_lightning.samplers import same_distribution
 from vae_lightning.train import build
 
@@ -351,7 +352,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.tensorboard:
         run = run_dir_of(ckpt)
         log_tensorboard((run if run is not None else out) / "tensorboard", step, scalars(results), stored)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation
+    write_atomically(out / "metrics.json", lambda f: f.write(payload.encode()))
     log.info("Wrote %s", out)
     return results
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning as L
 import torch
@@ -45,18 +46,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
+        write_atomically(target, lambda f: torch.save(checkpoint, f), sync=True)
+        remove_stale_temporaries(target)
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None], sync: bool = False) -> None:
+    """Write `path` by `write(file)` into `.<name>.tmp-<pid>` beside it, then rename that over
+    `path` (atomic within a folder): readers and crashes see the previous complete file or the new
+    one, never a part of it. The temporary file is removed on any failure. `sync`: flush it to the
+    disk before the rename (for files whose loss would lose work: checkpoints)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            if sync:
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        remove_stale_temporaries(target)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def remove_stale_temporaries(target: Path) -> None:

@@ -33,6 +33,7 @@ from torch.utils.tensorboard.summary import hparams
 from vae_lightning.annealing import Schedule
 from vae_lightning.errors import UserError, require
 from vae_lightning.priors import LatentDistribution
+from vae_lightning.reliability import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,8 @@ def error_line(err: BaseException) -> str:
 
 def write_status(job_dir: Path, status: dict[str, Any]) -> None:
     """`<job>/status.json`, replaced atomically so that a reader never sees half a file."""
-    tmp = job_dir / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(status, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, job_dir / STATUS_FILE)
+    text = json.dumps(status, indent=2, allow_nan=True) + "\n"
+    write_atomically(job_dir / STATUS_FILE, lambda f: f.write(text.encode()))
 
 
 def read_status(job_dir: Path) -> dict[str, Any] | None:
