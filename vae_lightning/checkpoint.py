@@ -84,10 +84,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_module(path: str | Path) -> VAEModule:
     """The trained VAE of a checkpoint (or run folder), rebuilt from the config stored in it, in eval mode
     on the CPU. Needs no dataset and no run folder."""
-    path = resolve_checkpoint(path)
-    checkpoint = load_checkpoint(path)
+    return module_from_checkpoint(load_checkpoint(resolve_checkpoint(path)))
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
+    """The trained VAE of a loaded checkpoint (see `load_checkpoint`), in eval mode on the CPU."""
     stored = checkpoint[CHECKPOINT_KEY]
-    prior = instantiate(stored["prior"])
-    module = instantiate(stored["model"], prior=prior)
+    module = instantiate(stored["model"], prior=instantiate(stored["prior"]))
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()

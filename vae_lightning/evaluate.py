@@ -33,16 +33,15 @@ from torch.utils.tensorboard.summary import hparams
 
 from vae_lightning import metrics, samplers
 from vae_lightning.callbacks import CHECKPOINT_KEY
-from vae_lightning.checkpoint import load_checkpoint, load_module, resolve_checkpoint, run_dir_of
+from vae_lightning.checkpoint import load_checkpoint, module_from_checkpoint, resolve_checkpoint, run_dir_of
 from vae_lightning.classifier import DigitClassifier, as_input, classify, load_or_train, pick_device
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import MNISTDataModule, load_split, locate
-from vae_lightning.errors import UserError, exit_on_user_error, require
+from vae_lightning.errors import UserError, build, exit_on_user_error, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.reliability import write_atomically
 from vae_lightning.samplers import same_distribution
-from vae_lightning.train import build
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -315,10 +314,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt)
     stored, step = checkpoint[CHECKPOINT_KEY], int(checkpoint.get("global_step", 0))
-    del checkpoint
     device = pick_device(cfg.device)
     track = metrics.progress_bar if cfg.progress else metrics.no_track
-    module = load_module(ckpt).to(device)
+    module = module_from_checkpoint(checkpoint).to(device)
+    del checkpoint
     x, data = test_set(stored["data"], cfg, device)
 
     timings: dict[str, float] = {}
