@@ -28,15 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -53,7 +51,7 @@ from torchvision import transforms
 from vae_lightning import metrics
 from vae_lightning.config import CONF_DIR, compose_config
 from vae_lightning.data import DATASETS, MNISTDataModule, locate, split_indices
-from vae_lightning.train import train
+from vae_lightning.train import cached_cuda_check, train
 
 VARIANTS = ("a", "b", "c")
 NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline",
@@ -89,17 +87,6 @@ class EpochTimer(Callback):
         if getattr(self, "_start", None) is not None:
             EpochTimer.durations.append(now - self._start)
         self._start = now
-
-
-@contextmanager
-def without_lightning_cuda_check() -> Iterator[None]:
-    """The environment of a process that never imported Lightning (see the module docstring)."""
-    saved = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = saved
 
 
 def bare_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
@@ -184,7 +171,7 @@ class Bench:
             if variant == "a":
                 self.outside_epochs.append(time.perf_counter() - start - sum(EpochTimer.durations))
             return list(EpochTimer.durations)
-        with without_lightning_cuda_check():
+        with cached_cuda_check():  # as in a process that never imported Lightning
             return self._run_plain(variant, epochs)
 
     def _run_plain(self, variant: str, epochs: int) -> list[float]:

@@ -89,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                plugins=[AtomicCheckpointIO()])
     sweep.check_strategy(trainer)
 
-    with cached_cuda_check(trainer):
+    with cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
         if cfg.get("train"):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -106,19 +106,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @contextmanager
-def cached_cuda_check(trainer: L.Trainer) -> Iterator[None]:
-    """For a run on the CPU: torch's own, cached answer to `torch.cuda.is_available()`.
+def cached_cuda_check(active: bool = True) -> Iterator[None]:
+    """With `active`: torch's own, cached answer to `torch.cuda.is_available()` for the block.
 
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, so that probing for GPUs does not
     initialise CUDA in a process that may fork. torch's Adam asks `torch.cuda.is_available()` at
     every step (its graph-capture check), and with that variable each answer loads the NVML
     library through ctypes again: about 2.5% of a training step of the study's model on this
-    CPU (py-spy; README, "Speed"). A CPU run never uses CUDA, so during its fit and test the
-    variable is unset; it is put back afterwards.
+    CPU (py-spy; README, "Speed"). A CPU run never uses CUDA, so `train` unsets the variable
+    during its fit and test; it is put back afterwards.
     """
     name = "PYTORCH_NVML_BASED_CUDA_CHECK"
     saved = os.environ.get(name)
-    if isinstance(trainer.accelerator, CPUAccelerator):
+    if active:
         os.environ.pop(name, None)
     try:
         yield
