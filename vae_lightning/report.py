@@ -120,7 +120,7 @@ def _md_escape(text: str) -> str:
 
 def write_markdown(rows: list[Row], metric: str, ascending: bool, path: Path, sweep_dir: Path) -> None:
     cols = columns(rows, full=False)
-    shared = [o for o in rows[0].overrides if all(o in r.overrides for r in rows)] if len(rows) > 1 else []
+    shared = [o for o in rows[0].overrides if o not in rows[0].varying]  # `collect` set `varying`
     counts = {s: sum(r.status == s for r in rows) for s in ("completed", "failed", "unfinished")}
     lines = [
         f"# Sweep report: {sweep_dir}",
