@@ -23,7 +23,7 @@ from vae_lightning.config import CONF_DIR, register_resolvers
 from vae_lightning.errors import UserError
 from vae_lightning.module import VAEModule
 from vae_lightning.networks import MLPDecoder, MLPEncoder
-from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
+from vae_lightning.priors import BetaPrior, GaussianPrior, MixturePrior, NormalPrior, VampPrior
 
 # small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
 QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
@@ -81,6 +81,9 @@ def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache)
     pytest.param(lambda d: GaussianPrior(d, 1.0, 2.0), 2, id="gaussian_1_2-2d"),
     pytest.param(lambda d: BetaPrior(d, 1.1, 2.0), 2, id="beta_1.1_2-2d"),
     pytest.param(lambda d: BetaPrior(d, 4.0, 3.0), 3, id="beta_4_3-3d"),
+    pytest.param(MixturePrior, 2, id="mog-2d"),
+    pytest.param(lambda d: VampPrior(d, n_pseudo_inputs=20), 2, id="vamp-2d"),
+    pytest.param(MixturePrior, 3, id="mog-3d"),
 ])
 def test_likelihood_for_every_prior_and_latent_size(prior, dims, mnist_root):
     torch.manual_seed(0)
@@ -101,10 +104,10 @@ def test_samplers_add_the_model_prior_unless_listed():
     samplers = evaluate_cfg().samplers
     listed = ev.build_samplers(samplers, GaussianPrior(2, 0.0, 1.0))  # = N(0, 1), the first entry
     assert [s.name for s, _ in listed] == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2",
-                                           "beta_4_3"]
-    assert [own for _, own in listed] == [True] + [False] * 5
+                                           "beta_4_3", "aggregate_posterior", "gmm_10"]
+    assert [own for _, own in listed] == [True] + [False] * 7
     added = ev.build_samplers(samplers, BetaPrior(2, 2.0, 5.0))
-    assert len(added) == 7 and added[-1][0].name == "beta_2_5" and added[-1][1]
+    assert len(added) == 9 and added[-1][0].name == "beta_2_5" and added[-1][1]
     assert all(s.latent_dim == 2 for s, _ in added)
 
 
@@ -143,7 +146,8 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run,
     assert "| sampler | fid | clarity | diversity | classes_90 |" in result.stdout
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
-    assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3", "test"]
+    assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",
+                          "aggregate_posterior", "gmm_10", "test"]
     assert rows["normal_0_1"]["model_prior"] and rows["test"]["fid"] == pytest.approx(0, abs=1e-6)
     assert saved["likelihood"]["nll_exact"]["grid_points"] == saved["likelihood"]["nll_exact"]["points_per_dim"] ** 2
     tags = scalar_tags(trained_run)

@@ -12,7 +12,7 @@ from torch.distributions import Bernoulli, Beta
 
 from vae_lightning import metrics
 from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
-from vae_lightning.special import beta_cdf, beta_icdf
+from vae_lightning.priors.factorised import beta_cdf, beta_icdf
 
 F64 = torch.float64
 
@@ -53,12 +53,12 @@ def test_beta_icdf_closed_form():
 @pytest.mark.parametrize("prior", [GaussianPrior(2, loc=1.0, scale=2.0), BetaPrior(2, alpha=0.5, beta=1.0)])
 def test_prior_grid_cells_carry_their_prior_mass(prior):
     z, log_w = metrics.prior_grid(prior, 8, tail=1e-3)
-    lo, hi = metrics.icdf(prior.distribution(), torch.tensor([[1e-3], [1 - 1e-3]], dtype=F64))
+    lo, hi = prior.quantile(torch.tensor([[1e-3], [1 - 1e-3]], dtype=F64))
     width = (hi - lo) / 8
     assert z.shape == (64, 2) and torch.allclose(log_w.exp().sum(), torch.tensor(1.0, dtype=F64))
     assert torch.allclose(z[:8, 1], lo[1] + width[1] * (torch.arange(8, dtype=F64) + 0.5))  # midpoints
     # an inner cell's weight is the product of the prior's mass over each side of the cell
-    dist = prior.distribution()
+    dist = prior.marginals()
     edges = torch.stack([z[9] - width / 2, z[9] + width / 2])
     if isinstance(prior, BetaPrior):  # Beta(0.5, 1): CDF z^0.5
         mass = edges[1] ** 0.5 - edges[0] ** 0.5
@@ -89,7 +89,7 @@ def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[to
     torch.distributions doing the densities: independent of the code under test."""
     z = torch.cartesian_prod(*axes).reshape(-1, len(axes))
     log_joint = torch.cat([Bernoulli(logits=decoder(chunk)).log_prob(x[:, None]).sum(-1)
-                           + prior.distribution().log_prob(chunk.float()).double().sum(-1)
+                           + prior.log_prob(chunk.float()).double()
                            for chunk in z.split(200_000)], dim=1)
     trapezoid = [torch.full((len(a),), (a[1] - a[0]).item(), dtype=F64) for a in axes]
     for t in trapezoid:
@@ -107,7 +107,8 @@ def test_exact_log_likelihood_matches_brute_force(prior, axes, points):
     decoder, x = tiny_decoder(prior.latent_dim), binary_images()
     expected = brute_force_log_px(decoder, prior, x, axes)
     with torch.no_grad():
-        got = metrics.exact_log_likelihood(x, decoder, prior, points_per_dim=points, chunk_size=10_000)
+        got, mass = metrics.exact_log_likelihood(x, decoder, prior, points_per_dim=points, chunk_size=10_000)
+    assert mass == pytest.approx(1.0, abs=1e-12)  # exact CDF masses: the weights sum to 1
     assert (got - expected).abs().max() < 1e-3, (got, expected)
 
 
@@ -116,7 +117,7 @@ def test_iwae_bounds_are_nested_deterministic_and_reach_the_exact_likelihood():
     decoder = decoder.float()
     encoder = nn.Linear(12, 2)  # any q(z|x): the bound holds for every proposal
     with torch.no_grad():
-        exact = metrics.exact_log_likelihood(x.float(), decoder, prior, points_per_dim=4096, chunk_size=4096)
+        exact, _ = metrics.exact_log_likelihood(x.float(), decoder, prior, points_per_dim=4096, chunk_size=4096)
         bounds = metrics.iwae_log_likelihood(x.float(), encoder, decoder, prior, [1, 10, 100, 2000],
                                              chunk_size=300, seed=7)
         again = metrics.iwae_log_likelihood(x.float(), encoder, decoder, prior, [2000, 100], chunk_size=300, seed=7)

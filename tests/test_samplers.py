@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from vae_lightning.errors import ParameterError, UserError
 from vae_lightning.plots import panel_figure, reconstruction_grid
 from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
+from vae_lightning.priors.factorised import beta_cdf, beta_icdf
 from vae_lightning.samplers import build_samplers, central_box, fixed_uniforms, grid_quantiles, same_distribution
-from vae_lightning.special import beta_cdf, beta_icdf
 
 U = torch.tensor([0.001, 0.05, 0.3, 0.5, 0.77, 0.95, 0.999], dtype=torch.float64)
 

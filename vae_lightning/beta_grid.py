@@ -27,7 +27,7 @@ def beta_grid(cfg: DictConfig) -> Path:
         values = list(cfg[key]) if cfg[key] is not None else []
         require(len(values) > 0 and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values),
                 key, values, "a non-empty list of numbers > 0, e.g. [1,1.1,4]")
-    module = load_trained(cfg)
+    module, _ = load_trained(cfg)
     u = fixed_uniforms(cfg.n, module.latent_dim, cfg.seed)
     panels = []
     for alpha in cfg.alphas:

@@ -30,8 +30,16 @@ from vae_lightning.plots import (
     reconstruction_grid,
     scatter_figure,
 )
-from vae_lightning.priors import LatentDistribution
-from vae_lightning.samplers import build_samplers, central_box, fixed_uniforms, grid_quantiles, same_distribution
+from vae_lightning.priors import LatentDistribution, has_quantiles
+from vae_lightning.samplers import (
+    box_mass,
+    build_samplers,
+    central_box,
+    fixed_noise,
+    grid_quantiles,
+    needs_fit,
+    same_distribution,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +159,6 @@ class PriorGrid(Callback):
         self.noise: dict[str, Tensor] = {}  # sampler name -> fixed latents [n_samples, latent_dim] (CPU)
         self._val: list[tuple[Tensor, Tensor]] = []  # the first validation images and labels
         self._epoch_start = time.perf_counter()
-        self._manifold_axes = torch.empty(0, 2)  # the prior's quantiles along each axis [manifold_size, 2]
-        self._regions: list[tuple[str, Tensor]] = []  # (title, [2, 2] box corners) per sampler
 
     # -- setup and data -------------------------------------------------------------------------
 
@@ -160,13 +166,11 @@ class PriorGrid(Callback):
         if self.samplers:
             return
         self.samplers = build_samplers(self.sampler_configs, pl_module.latent_dim, pl_module.prior)
-        u = fixed_uniforms(self.n_samples, pl_module.latent_dim, self.seed)
-        self.noise = {s.name: s.icdf(u) for s in self.samplers}
-        if pl_module.latent_dim == 2:  # quantiles are computed once (a Beta's are numerical)
-            size = self.manifold_size
-            self._manifold_axes = pl_module.prior.icdf(grid_quantiles(size).unsqueeze(1).expand(size, 2)).cpu()
-            self._regions = [(self._title(s, pl_module), central_box(s, self.region_mass)) for s in self.samplers]
-        else:
+        # quantile-matched noise of fixed distributions is computed once (a Beta's quantiles are numerical);
+        # learned priors and fitted samplers draw theirs from the same seed whenever they are drawn
+        self.noise = {s.name: fixed_noise(s, self.n_samples, self.seed) for s in self.samplers
+                      if has_quantiles(s) and not any(True for _ in s.parameters())}
+        if pl_module.latent_dim != 2:
             log.info("latent manifold and scatter skipped: they need a 2-D latent, this model's is %d-D",
                      pl_module.latent_dim)
 
@@ -194,12 +198,31 @@ class PriorGrid(Callback):
 
     # -- pictures -------------------------------------------------------------------------------
 
+    def _fit(self, trainer: L.Trainer, pl_module: VAEModule) -> None:
+        """Fit the samplers that are fitted to the model (aggregate posterior, GMM) to its current weights."""
+        fitted = [s for s in self.samplers if needs_fit(s)]
+        if not fitted:
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "fit_images"):
+            raise UserError(f"samplers {', '.join(s.name for s in fitted)} are fitted to the training images: "
+                            "train with vae_lightning's data module, or remove them from samplers")
+        images = datamodule.fit_images()
+        for sampler in fitted:
+            sampler.to(pl_module.device).fit(pl_module, images)
+
+    def current_noise(self, pl_module: VAEModule) -> dict[str, Tensor]:
+        """Sampler name -> its fixed noise [n_samples, latent_dim] under the current weights (see `setup`)."""
+        return {s.name: self.noise[s.name] if s.name in self.noise else fixed_noise(s, self.n_samples, self.seed)
+                for s in self.samplers}
+
     def sample_grids(self, pl_module: VAEModule) -> dict[str, Tensor]:
         """Tag -> grid of each sampler's fixed noise decoded by the current weights."""
+        noise = self.current_noise(pl_module)
         # one decoder pass for all samplers
-        images = pl_module.decode(torch.cat(list(self.noise.values())).to(pl_module.device))
+        images = pl_module.decode(torch.cat([z.to(pl_module.device) for z in noise.values()]))
         return {f"samples/{name}": image_grid(chunk, self.nrow)
-                for name, chunk in zip(self.noise, images.split(self.n_samples), strict=True)}
+                for name, chunk in zip(noise, images.split(self.n_samples), strict=True)}
 
     def _title(self, sampler: LatentDistribution, pl_module: VAEModule) -> str:
         return f"{sampler.label} (prior)" if same_distribution(sampler, pl_module.prior) else sampler.label
@@ -211,22 +234,42 @@ class PriorGrid(Callback):
         val = self._validation_images()
         if val is not None:
             x = val[0][: self.n_reconstructions]
-            mean = pl_module.prior.posterior(pl_module.encoder(x)).mean
-            images["reconstructions"] = reconstruction_grid(x, pl_module.decode(mean), self.nrow)
+            images["reconstructions"] = reconstruction_grid(x, pl_module.decode(pl_module.encode(x).mean), self.nrow)
         return images
+
+    def manifold_axes(self, prior: LatentDistribution) -> Tensor:
+        """[manifold_size, 2] latent values along each axis of the manifold: the prior's quantiles at the
+        centres of equal-mass bins, or, without quantiles, equal steps between the marginal quantiles of
+        the first and last bin centre (estimated from seeded draws)."""
+        centres = grid_quantiles(self.manifold_size)
+        if has_quantiles(prior):
+            return prior.icdf(centres.unsqueeze(1).expand(self.manifold_size, 2)).cpu()
+        ends = torch.quantile(prior.sample(20_000, torch.Generator().manual_seed(self.seed)).float().cpu(),
+                              centres[[0, -1]], dim=0)
+        return ends[0] + (ends[1] - ends[0]) * torch.linspace(0, 1, self.manifold_size).unsqueeze(1)
+
+    def _region(self, sampler: LatentDistribution, pl_module: VAEModule) -> tuple[str, Tensor]:
+        box = central_box(sampler, self.region_mass, self.seed)
+        title = self._title(sampler, pl_module)
+        if not has_quantiles(sampler):  # the box of marginal quantiles: say what it really holds
+            title += f" ({box_mass(sampler, box, self.seed):.0%})"
+        return title, box.cpu()
 
     def _latent_images(self, pl_module: VAEModule) -> dict[str, Tensor]:
         prior, size = pl_module.prior, self.manifold_size
-        z0, z1 = self._manifold_axes[:, 0], self._manifold_axes[:, 1]
+        axes = self.manifold_axes(prior)
+        z0, z1 = axes[:, 0], axes[:, 1]
         lattice = torch.stack([z0.repeat(size), z1.flip(0).repeat_interleave(size)], dim=1)  # rows: z1 falling
+        grid_kind = "the quantiles" if has_quantiles(prior) else "the central region"
         images = {"latent/manifold": manifold_figure(decoded_grid(pl_module, lattice, size, padding=0), z0, z1,
-                                                     f"decoded over the quantiles of the prior {prior.label}")}
+                                                     f"decoded over {grid_kind} of the prior {prior.label}")}
         val = self._validation_images()
         if val is not None:
             x, labels = val[0][: self.scatter_points], val[1][: self.scatter_points]
-            codes = prior.posterior(pl_module.encoder(x)).mean.cpu()
+            codes = pl_module.encode(x).mean.cpu()
+            regions = [self._region(s, pl_module) for s in self.samplers]
             images["latent/scatter"] = scatter_figure(
-                codes, labels.cpu(), self._regions,
+                codes, labels.cpu(), regions,
                 f"posterior means of {len(x)} validation images; boxes: {self.region_mass:.0%} of each sampler")
         return images
 
@@ -246,6 +289,7 @@ class PriorGrid(Callback):
         epoch_seconds = start - self._epoch_start
         images: dict[str, Tensor] = {}
         with evaluating(pl_module):
+            self._fit(trainer, pl_module)
             if grids_due:
                 images.update(self._sample_images(pl_module))
             if latent_due:

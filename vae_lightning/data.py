@@ -270,6 +270,13 @@ class MNISTDataModule(L.LightningDataModule):
             "test": InMemoryBatches(test_images, test_labels),
         }
 
+    def fit_images(self) -> Tensor:
+        """The training images [N, 28, 28] uint8 as the encoder sees them, for samplers fitted to a trained
+        model (samplers.py): gray, or for `binarize=dynamic` one fixed binarization (seed split_seed + 3)."""
+        self.setup("fit")
+        images = self.splits["train"].images
+        return binarize_once(images, self.split_seed + 3) if self.binarize == "dynamic" else images
+
     # Every loader gets a generator of its own: a DataLoader without one draws its base seed from
     # the global RNG each time it starts an epoch, which would shift the reparameterization and
     # binarization noise of a resumed run (it starts its epochs' loaders at other moments).

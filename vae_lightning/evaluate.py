@@ -41,7 +41,7 @@ from vae_lightning.errors import UserError, build, exit_on_user_error, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.reliability import write_atomically
-from vae_lightning.samplers import same_distribution
+from vae_lightning.samplers import needs_fit, same_distribution
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -73,20 +73,23 @@ def test_set(stored_data: dict[str, Any], cfg: DictConfig, device: torch.device)
 
 
 def elbo_terms(module: VAEModule, x: Tensor, batch_size: int, seed: int) -> dict[str, Any]:
-    """Test ELBO (one posterior draw per image, as in training), its parts, the KL per dimension and
-    the posterior means behind the active-unit count."""
-    recon, kl, means = [], [], []
+    """Test ELBO (one posterior draw per image, as in training), its parts, the KL per dimension (None for a
+    prior without an analytic per-dimension KL: a Monte Carlo KL of a whole vector does not split) and the
+    posterior means behind the active-unit count."""
+    recon, kl, kl_dims, means = [], [], [], []
     batches = x.split(batch_size)
     for batch, seed_b in zip(batches, metrics.chunk_seeds(seed, len(batches)), strict=True):
         with seeded(seed_b, x.device):
             r, k = module.loss_terms(batch)
         recon.append(r)
         kl.append(k)
-        means.append(module.prior.posterior(module.encoder(batch)).mean)
+        q = module.encode(batch)
+        kl_dims.append(module.prior.analytic_kl(q))
+        means.append(q.mean)
     recon_all, kl_all = torch.cat(recon).double(), torch.cat(kl).double()
-    return {"recon": float(recon_all.mean()), "kl": float(kl_all.sum(dim=1).mean()),
-            "elbo": float(-(recon_all + kl_all.sum(dim=1)).mean()),
-            "kl_per_dim": kl_all.mean(dim=0).tolist(), "posterior_means": torch.cat(means)}
+    per_dim = None if kl_dims[0] is None else torch.cat(kl_dims).double().mean(dim=0).tolist()
+    return {"recon": float(recon_all.mean()), "kl": float(kl_all.mean()), "elbo": float(-(recon_all + kl_all).mean()),
+            "kl_per_dim": per_dim, "posterior_means": torch.cat(means)}
 
 
 def nll_iwae(module: VAEModule, x: Tensor, cfg: DictConfig, seed: int, track: metrics.Track) -> dict[str, float]:
@@ -107,8 +110,9 @@ def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: metrics.Trac
     result changes by less than `cfg.tolerance`; reports the finest grid computed."""
     n, previous, change, image_change = cfg.points_per_dim, None, math.inf, math.inf
     while True:
-        nll = -metrics.exact_log_likelihood(x, module.decoder, module.prior, n, cfg.chunk_size, cfg.tail,
-                                            track).double()
+        log_px, mass = metrics.exact_log_likelihood(x, module.decoder, module.prior, n, cfg.chunk_size, cfg.tail,
+                                                    track)
+        nll = -log_px.double()
         if previous is not None:
             change, image_change = float((nll.mean() - previous.mean()).abs()), float((nll - previous).abs().max())
         log.info("nll_exact %.4f on a %d^%d grid%s", nll.mean(), n, module.latent_dim,
@@ -120,7 +124,8 @@ def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: metrics.Trac
         log.warning("nll_exact not converged: changed by %.3f nats at %d points per dimension "
                     "(raise exact.max_points_per_dim)", change, n)
     return {"value": float(nll.mean()), "points_per_dim": n, "grid_points": n ** module.latent_dim,
-            "change_from_half_grid": change, "max_image_change": image_change, "converged": change < cfg.tolerance}
+            "change_from_half_grid": change, "max_image_change": image_change, "converged": change < cfg.tolerance,
+            "prior_mass_on_grid": mass}
 
 
 def likelihood(module: VAEModule, x: Tensor, cfg: DictConfig, track: metrics.Track,
@@ -159,14 +164,23 @@ def quality_row(name: str, label: str, features: Tensor, probs: Tensor,
 
 @torch.no_grad()
 def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, bool]], classifier: DigitClassifier,
-                   test_images: Tensor, cfg: DictConfig, track: metrics.Track) -> list[dict[str, Any]]:
-    """One row per sampler (decoder means of `cfg.n_samples` seeded draws), then the test set's own."""
+                   test_images: Tensor, fit_images: Tensor, cfg: DictConfig, track: metrics.Track,
+                   timings: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per sampler (decoder means of `cfg.n_samples` seeded draws), then the test set's own. Samplers
+    fitted to the model are fitted to `fit_images` (the training images) first; `timings` gets the time
+    of each fit and draw (`fit <name>`, `draw <name>`)."""
     test_features, test_probs = classify(classifier, as_input(test_images), cfg.batch_size)
     reference = metrics.feature_statistics(test_features)
     rows = []
     for sampler, own in track(samplers, "sample quality", len(samplers)):
         sampler = sampler.to(next(module.parameters()).device)
+        if needs_fit(sampler):
+            start = time.perf_counter()
+            sampler.fit(module, fit_images)
+            timings[f"fit {sampler.name}"] = time.perf_counter() - start
+        start = time.perf_counter()
         z = sampler.sample(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed))
+        timings[f"draw {sampler.name}"] = time.perf_counter() - start
         images = torch.cat([module.decode(chunk) for chunk in z.split(cfg.batch_size)])
         row = quality_row(sampler.name, sampler.label, *classify(classifier, images, cfg.batch_size), reference)
         rows.append({**row, "model_prior": own})
@@ -185,7 +199,7 @@ def scalars(results: dict[str, Any]) -> dict[str, float]:
     out["eval/nll_iwae"] = lik["nll_iwae"][max(lik["nll_iwae"], key=int)]
     if lik["nll_exact"] is not None:
         out["eval/nll_exact"] = lik["nll_exact"]["value"]
-    out.update({f"eval/kl_dim{i}": v for i, v in enumerate(lik["kl_per_dim"])})
+    out.update({f"eval/kl_dim{i}": v for i, v in enumerate(lik["kl_per_dim"] or [])})
     for row in results["sample_quality"]["rows"]:
         out.update({f"eval/{m}/{row['name']}": row[m] for m in ("fid", "clarity", "diversity", "classes_90")})
     return {k: float(v) for k, v in out.items()}
@@ -216,6 +230,11 @@ def log_tensorboard(log_dir: Path, step: int, values: dict[str, float], config: 
     writer.close()
 
 
+def kl_per_dim(likelihood: dict[str, Any]) -> list[float | None]:
+    """The KL of each latent dimension, None for each when the prior's KL does not split by dimension."""
+    return likelihood["kl_per_dim"] or [None] * len(likelihood["posterior_mean_variance"])
+
+
 def report(results: dict[str, Any]) -> str:
     """The markdown tables of metrics.json (printed, and the body of report.md)."""
     lik, quality = results["likelihood"], results["sample_quality"]
@@ -224,9 +243,11 @@ def report(results: dict[str, Any]) -> str:
         exact_text = f"— (latent_dim {results['latent_dim']} > exact.max_latent_dim)"
     else:
         status = "" if exact["converged"] else ", NOT converged"
+        mass = exact["prior_mass_on_grid"]
+        mass_text = "" if abs(mass - 1) < 1e-9 else f"; prior mass on the grid {mass:.6f}"
         exact_text = (f"{exact['value']:.2f} ({exact['points_per_dim']}^{results['latent_dim']} grid; from the "
                       f"half grid: mean change {exact['change_from_half_grid']:.3f}, largest per image "
-                      f"{exact['max_image_change']:.2f}{status})")
+                      f"{exact['max_image_change']:.2f}{mass_text}{status})")
     lines = [
         f"# Evaluation of {results['checkpoint']}",
         "",
@@ -246,8 +267,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         "| latent dim | KL (nats) | Var of posterior mean |",
         "|---|---|---|",
-        *(f"| {i} | {kl:.3f} | {var:.4f} |"
-          for i, (kl, var) in enumerate(zip(lik["kl_per_dim"], lik["posterior_mean_variance"], strict=True))),
+        *(f"| {i} | {'—' if kl is None else f'{kl:.3f}'} | {var:.4f} |"
+          for i, (kl, var) in enumerate(zip(kl_per_dim(lik), lik["posterior_mean_variance"], strict=True))),
         "",
         f"Sample quality: {quality['n_samples']} decoder means per sampler against the {quality['n_test']} "
         f"grayscale test images; classifier test accuracy {quality['classifier']['test_accuracy']:.4f}. "
@@ -289,13 +310,14 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     fig.savefig(out / "class_frequencies.png", dpi=100)
 
     lik = results["likelihood"]
-    dims = range(len(lik["kl_per_dim"]))
+    dims = range(len(lik["posterior_mean_variance"]))
     fig = Figure(figsize=(10, 3.5), layout="tight")
     axes = fig.subplots(1, 2)
     for ax in axes:
         ax.set_xticks(dims)
-    axes[0].bar(dims, lik["kl_per_dim"])
-    axes[0].set(title="KL per latent dimension (nats)", xlabel="dimension")
+    axes[0].bar(dims, [math.nan if kl is None else kl for kl in kl_per_dim(lik)])
+    axes[0].set(title="KL per latent dimension (nats)" if lik["kl_per_dim"] else
+                "KL per dimension: none (Monte Carlo KL of the whole vector)", xlabel="dimension")
     axes[1].bar(dims, lik["posterior_mean_variance"])
     axes[1].axhline(results["active_units_threshold"], color="r", ls="--", lw=1, label="active threshold")
     axes[1].set(title="Var over test images of E[z | x]", xlabel="dimension", yscale="log")
@@ -328,7 +350,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     timings["classifier"] = time.perf_counter() - start
     start = time.perf_counter()
     gray_test, _ = load_split(locate(cfg.data_root, data.dataset, download=False), data.dataset, train=False)
-    rows = sample_quality(module, build_samplers(cfg.samplers, module.prior), classifier, gray_test, cfg, track)
+    rows = sample_quality(module, build_samplers(cfg.samplers, module.prior), classifier, gray_test,
+                          data.fit_images(), cfg, track, timings)
     timings["sample_quality"] = time.perf_counter() - start
 
     units = ("Bernoulli log-likelihood of the binarized test images." if data.binarize == "dynamic" else

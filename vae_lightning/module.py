@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from vae_lightning.errors import UserError
@@ -32,19 +33,25 @@ class VAEModule(L.LightningModule):
         if len(set(dims.values())) != 1:
             raise UserError(f"latent sizes disagree: {dims}; set them all from model.latent_dim")
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        prior.attach(encoder)  # the VampPrior's components are this encoder's posteriors
         self.optimizer_factory = optimizer
         self.latent_dim = latent_dim
         self.kl_weight = 1.0
         self._epoch_steps: list[tuple[Tensor, Tensor, Tensor, int]] = []  # (loss, recon, kl, images) per step
 
+    def encode(self, x: Tensor) -> Distribution:
+        """The posterior q(z|x) of images x [B, 1, 28, 28] (batch shape [B, latent_dim])."""
+        return self.prior.posterior(self.encoder(x))
+
     def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-image reconstruction [B] and per-dimension KL [B, latent_dim], in nats."""
-        q = self.prior.posterior(self.encoder(x))
+        """Per-image reconstruction [B] and KL(q(z|x) || p(z)) [B], in nats (the KL analytic where the
+        prior has it, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
+        q = self.encode(x)
         z = self.prior.rsample_posterior(q)
         logits = self.decoder(z)
         target = x.flatten(1)
         recon = binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
-        return recon, self.prior.kl(q)
+        return recon, self.prior.kl(q, z)
 
     def decode(self, z: Tensor) -> Tensor:
         """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
@@ -53,8 +60,8 @@ class VAEModule(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         """The batch's loss and its terms (logged under `<stage>/...`)."""
         x, _ = batch
-        recon_per_image, kl_per_dim = self.loss_terms(x)
-        recon, kl = recon_per_image.mean(), kl_per_dim.sum(dim=1).mean()
+        recon_per_image, kl_per_image = self.loss_terms(x)
+        recon, kl = recon_per_image.mean(), kl_per_image.mean()
         loss = recon + self.kl_weight * kl
         terms = {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
         if stage == "train":

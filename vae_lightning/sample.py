@@ -1,8 +1,11 @@
 """Decode a sampler's draws with a trained model: `python -m vae_lightning.sample ckpt_path=... [sampler=...]`.
 
-Needs no dataset and no training: the model is rebuilt from the config stored in the checkpoint.
-The noise is `n` seeded uniforms through the sampler's quantile function (samplers.py), so two
-samplers with the same seed show the same quantiles cell by cell. Multirun works as usual:
+The model is rebuilt from the config stored in the checkpoint (a learned prior with its trained
+parameters); `sampler=prior` (the default) draws from it. No dataset is needed, except by the samplers
+fitted to the model (`sampler=aggregate`, `sampler=gmm`), which read the training images from
+`data.root`. The noise is `samplers.fixed_noise`: for samplers with quantiles, `n` seeded uniforms
+through the quantile function, so two samplers with the same seed show the same quantiles cell by
+cell. Multirun works as usual:
 `python -m vae_lightning.sample -m ckpt_path=... sampler=beta sampler.alpha=1,1.1,4 sampler.beta=1,2`.
 """
 
@@ -10,28 +13,52 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vae_lightning.checkpoint import load_module
-from vae_lightning.errors import build, require
+from vae_lightning.callbacks import CHECKPOINT_KEY
+from vae_lightning.checkpoint import load_checkpoint, module_from_checkpoint, resolve_checkpoint
+from vae_lightning.data import DataError
+from vae_lightning.errors import UserError, build, require
 from vae_lightning.module import VAEModule
 from vae_lightning.plots import decoded_grid, png_bytes
-from vae_lightning.samplers import fixed_uniforms
+from vae_lightning.priors import LatentDistribution
+from vae_lightning.samplers import fixed_noise, needs_fit
 from vae_lightning.train import run_or_exit
 
 log = logging.getLogger(__name__)
 
 
-def load_trained(cfg: DictConfig) -> VAEModule:
-    """The checked command-line values (`n`, `nrow`) and the model of `cfg.ckpt_path`."""
+def load_trained(cfg: DictConfig) -> tuple[VAEModule, dict[str, Any]]:
+    """The checked command-line values (`n`, `nrow`), the model of `cfg.ckpt_path` and the config sections
+    stored with it."""
     require(bool(cfg.get("ckpt_path")), "ckpt_path", cfg.get("ckpt_path"),
             "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
     for key in ("n", "nrow"):
         require(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
-    return load_module(cfg.ckpt_path)
+    checkpoint = load_checkpoint(resolve_checkpoint(cfg.ckpt_path))
+    return module_from_checkpoint(checkpoint), checkpoint[CHECKPOINT_KEY]
+
+
+def build_sampler(cfg: DictConfig, module: VAEModule, stored: dict[str, Any]) -> LatentDistribution:
+    """`cfg.sampler` for the model: its own prior for `sampler=prior`; a sampler fitted to the model is
+    fitted to the training images of `cfg.data.root` (in the data mode the model was trained on)."""
+    if cfg.sampler.get("model_prior"):
+        return module.prior
+    sampler = build(cfg.sampler, "sampler", latent_dim=module.latent_dim)
+    if needs_fit(sampler):
+        data = build(stored["data"], "data", root=cfg.data.root, download=False)
+        try:
+            images = data.fit_images()
+        except DataError as err:
+            raise UserError(f"sampler {sampler.name} is fitted to the training images, which data.root="
+                            f"{cfg.data.root} does not have; set data.root (or VAE_DATA_ROOT) to the folder with "
+                            f"MNIST/raw/*.gz ({err})") from err
+        sampler.fit(module, images)
+    return sampler
 
 
 def write_png(image: Tensor, output: str | None, default: Path) -> Path:
@@ -45,9 +72,9 @@ def write_png(image: Tensor, output: str | None, default: Path) -> Path:
 
 def sample(cfg: DictConfig) -> Path:
     """Write the grid of `cfg.n` draws of `cfg.sampler` decoded by the checkpoint's model."""
-    module = load_trained(cfg)
-    sampler = build(cfg.sampler, "sampler", latent_dim=module.latent_dim)
-    z = sampler.icdf(fixed_uniforms(cfg.n, module.latent_dim, cfg.seed))
+    module, stored = load_trained(cfg)
+    sampler = build_sampler(cfg, module, stored)
+    z = fixed_noise(sampler, cfg.n, cfg.seed)
     grid = decoded_grid(module, z, cfg.nrow)
     return write_png(grid, cfg.output, Path(cfg.paths.output_dir) / f"{sampler.name}.png")
 

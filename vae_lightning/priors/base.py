@@ -1,0 +1,147 @@
+"""The latent-distribution contract: what every prior and every sampler provides.
+
+A latent distribution is an `nn.Module` over vectors of `latent_dim` numbers (its parameters and
+buffers follow the model to any device and, for a learned prior, live in the model's state_dict).
+
+Every latent distribution provides
+- `log_prob(z)`: log p(z) of whole latent vectors, z [..., latent_dim] -> [...];
+- `sample(n, generator)`: n draws [n, latent_dim]; with a `torch.Generator` the draws are a function
+  of the generator's seed alone and the global RNG is left untouched (fixed noise for pictures);
+- `posterior(params)`: its posterior family q(z|x) from the encoder's output [B, 2 * latent_dim], a
+  `torch.distributions` object with batch shape [B, latent_dim] (independent dimensions);
+- `kl(q, z)`: KL(q || p) per image [B]. The default is analytic where torch has it for the pair
+  (`analytic_kl`), else the single-sample estimate log q(z|x) - log p(z) at the training draw z
+  (as in the VampPrior paper): unbiased, so the ELBO it gives is the usual Monte Carlo ELBO;
+- `name` (tags, file names) and `label` (titles, HPARAMS).
+
+It may provide
+- independent dimensions with a quantile function (`Quantiles`: `icdf(u)` and `cdf(z)` per
+  dimension, `analytic_kl(q)` per dimension). Code that lays a grid over quantiles, matches fixed
+  noise quantile by quantile or weights quadrature cells by exact CDF masses asks for this
+  capability with `has_quantiles(d)`, and falls back to `sample`/`log_prob` without it;
+- `attach(encoder)`: called by the model with its own encoder (the VampPrior needs it);
+- `fit(module, images)`: samplers fitted to a trained model (samplers.py) implement it; code that
+  draws from a sampler calls `fit` first when `samplers.needs_fit(s)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vae_lightning.errors import require
+
+# The Monte Carlo bounds of a distribution without quantiles use this many seeded draws.
+BOUNDS_DRAWS = 1 << 16
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the global RNG seeded to `seed`, restoring it afterwards.
+
+    torch's Beta/Gamma samplers take no `generator`, so reproducible draws from any posterior
+    family need the (forked) global RNG.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def generator_seed(generator: torch.Generator) -> int:
+    """One seed drawn from `generator` (for code that must run under a seeded global RNG)."""
+    return int(torch.randint(2**62, (1,), generator=generator))
+
+
+def fmt(x: float) -> str:
+    """Parameter value as used in names: 1.0 -> '1', 1.1 -> '1.1'."""
+    return f"{x:g}"
+
+
+class LatentDistribution(nn.Module):
+    """Base class of priors and samplers; subclasses implement the contract of this module's docstring."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        require(isinstance(latent_dim, int) and latent_dim >= 1, "latent_dim", latent_dim, "an integer >= 1")
+        self.latent_dim = latent_dim
+
+    @property
+    def name(self) -> str:
+        """Short identifier used in tags and file names, e.g. `beta_4_3`."""
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """Human-readable form for titles, e.g. `Beta(4, 3)`."""
+        raise NotImplementedError
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) of latent vectors z [..., latent_dim] -> [...]."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws [n, latent_dim] on the distribution's device, kept inside the support."""
+        raise NotImplementedError
+
+    def posterior(self, params: Tensor) -> Distribution:
+        """q(z|x) from encoder output `params` [B, 2 * latent_dim], batch shape [B, latent_dim]."""
+        raise NotImplementedError
+
+    def rsample_posterior(self, q: Distribution) -> Tensor:
+        """A reparameterised draw from q, kept inside the prior's support."""
+        return self.clamp_to_support(q.rsample())
+
+    def clamp_to_support(self, z: Tensor) -> Tensor:
+        """Keep latents where the decoder was trained to expect them (identity by default)."""
+        return z
+
+    def analytic_kl(self, q: Distribution) -> Tensor | None:
+        """KL(q || p) per latent dimension [B, latent_dim] where it has a closed form; None otherwise."""
+        return None
+
+    def kl(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q || p) per image [B]: analytic when available, else log q(z|x) - log p(z) at the draw z."""
+        analytic = self.analytic_kl(q)
+        if analytic is not None:
+            return analytic.sum(dim=-1)
+        return q.log_prob(z).sum(dim=-1) - self.log_prob(z)
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Told the model's encoder when the model is built; most distributions do not need it."""
+
+    @torch.no_grad()
+    def bounds(self, tail: float) -> Tensor:
+        """[2, latent_dim] lower and upper corners of a box that holds all but a negligible part of the mass.
+
+        Without a quantile function (`Quantiles.icdf`): the per-dimension 1e-4 and 1 - 1e-4 quantiles of
+        `BOUNDS_DRAWS` seeded draws, widened by half their distance on each side (for a Gaussian that
+        leaves about 1e-18 outside; a heavy-tailed distribution loses more, and quadrature over the box
+        reports the mass it holds: metrics.exact_log_likelihood). Mixtures of Gaussians override it.
+        """
+        z = self.sample(BOUNDS_DRAWS, torch.Generator().manual_seed(0)).double().cpu()
+        lo, hi = torch.quantile(z, torch.tensor([1e-4, 1 - 1e-4], dtype=torch.float64), dim=0)
+        margin = (hi - lo) / 2
+        return torch.stack([lo - margin, hi + margin])
+
+    def extra_repr(self) -> str:
+        return f"{self.label}, latent_dim={self.latent_dim}"
+
+
+@runtime_checkable
+class Quantiles(Protocol):
+    """Optional capability: independent dimensions with a CDF and a quantile function per dimension."""
+
+    def icdf(self, u: Tensor) -> Tensor:
+        """u in (0, 1)^[..., latent_dim] -> z, kept inside the support."""
+
+    def cdf(self, z: Tensor) -> Tensor:
+        """z [..., latent_dim] -> P(Z_i <= z_i) per dimension, float64."""
+
+
+def has_quantiles(distribution: LatentDistribution) -> bool:
+    return isinstance(distribution, Quantiles)
