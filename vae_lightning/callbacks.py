@@ -128,12 +128,15 @@ class PriorGrid(Callback):
     noise, all of them in one labelled figure (`samples/comparison`), and fixed validation images
     above their reconstructions (`reconstructions`, from the posterior mean). Every
     `latent_every_n_epochs` epochs, for a 2-D latent: the decoder over a grid of the prior's
-    quantiles (`latent/manifold`) and the validation codes coloured by digit with each sampler's
-    central `region_mass` box (`latent/scatter`). Both sets are also drawn at the last epoch.
+    quantiles, or of its central region when it has none (`latent/manifold`), and the validation
+    codes coloured by digit with each sampler's central `region_mass` box (`latent/scatter`). Both
+    sets are also drawn at the last epoch. Samplers fitted to the model (`samplers.needs_fit`) are
+    refitted to the training images of the trainer's data module before each drawing.
 
     Images go to every TensorBoard logger (step = global step) and, with `dirpath`, to
     `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
-    noise has its own generator, codes and reconstructions use the posterior mean), so training
+    noise comes from its own generator, `samplers.fixed_noise`; codes and reconstructions use the
+    posterior mean), so training
     is the same with and without this callback; only the global-zero process draws.
 
     `samplers` are config entries without `latent_dim` (conf/samplers/), built at setup for the

@@ -29,6 +29,7 @@ from torch.distributions import Distribution, MultivariateNormal
 from vae_lightning.errors import UserError, build, require
 from vae_lightning.priors import LatentDistribution, has_quantiles, seeded
 from vae_lightning.priors.base import generator_seed
+from vae_lightning.priors.mixture import pick_components
 
 if TYPE_CHECKING:
     from vae_lightning.module import VAEModule
@@ -251,8 +252,6 @@ class PosteriorGMM(_FittedSampler):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """A component by inverse-CDF of a uniform, then mean + L·ε, all noise from `generator` (CPU)."""
         self._components()
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        k = pick_components(self.weights, n, generator)
         eps = torch.randn(n, self.latent_dim, 1, generator=generator).to(self.means)
-        cumulative = torch.cumsum(self.weights.double().cpu(), 0)
-        k = torch.searchsorted(cumulative / cumulative[-1], u).clamp_(max=self.n_components - 1).to(self.means.device)
         return self.clamp_to_support(self.means[k] + (self.scale_tril[k] @ eps).squeeze(-1))

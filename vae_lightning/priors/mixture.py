@@ -36,6 +36,14 @@ def diagonal_mixture_log_prob(z: Tensor, log_weights: Tensor, means: Tensor, sca
     return torch.logsumexp(log_components + log_weights, dim=-1).reshape(z.shape[:-1])
 
 
+def pick_components(weights: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """n component indices drawn with probabilities `weights` [K] (on their device), by the inverse CDF of
+    n uniforms from `generator` (CPU): the same seed picks the same quantile of the weights even as they change."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    cumulative = torch.cumsum(weights.detach().double().cpu(), 0)
+    return torch.searchsorted(cumulative / cumulative[-1], u).clamp_(max=len(weights) - 1).to(weights.device)
+
+
 class DiagonalGaussianMixture(LatentDistribution):
     """p(z) = sum_k w_k N(z; mu_k, diag(sigma_k²)); posterior: diagonal Normal. Subclasses define
     `components()`; density, sampling and bounds follow from it."""
@@ -56,10 +64,8 @@ class DiagonalGaussianMixture(LatentDistribution):
         come from `generator` (CPU), so the same seed gives the same draws whatever the device, and
         while the mixture trains a fixed seed keeps the same noise (same quantile of the weights)."""
         log_weights, means, scales = self.components()
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        k = pick_components(log_weights.exp(), n, generator)
         eps = torch.randn(n, self.latent_dim, generator=generator).to(means)
-        cumulative = torch.cumsum(log_weights.double().exp(), 0).cpu()
-        k = torch.searchsorted(cumulative / cumulative[-1], u).clamp_(max=len(cumulative) - 1).to(means.device)
         return means[k] + scales[k] * eps
 
     @torch.no_grad()
