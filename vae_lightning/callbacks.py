@@ -136,8 +136,8 @@ class PriorGrid(Callback):
     Images go to every TensorBoard logger (step = global step) and, with `dirpath`, to
     `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
     noise comes from its own generator, `samplers.fixed_noise`; codes and reconstructions use the
-    posterior mean), so training
-    is the same with and without this callback; only the global-zero process draws.
+    posterior mean), so training is the same with and without this callback; only the global-zero
+    process draws.
 
     `samplers` are config entries without `latent_dim` (conf/samplers/), built at setup for the
     model's latent size; the model's own prior is added unless one of them is its distribution.
