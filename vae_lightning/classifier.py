@@ -29,15 +29,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.nn.functional import cross_entropy
 
+from vae_lightning import cli
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import load_split, locate
-from vae_lightning.errors import UserError, exit_on_user_error, require
+from vae_lightning.errors import UserError, require
 from vae_lightning.metrics import Track, no_track, progress_bar
 from vae_lightning.priors import seeded
 from vae_lightning.reliability import write_atomically
 
 log = logging.getLogger(__name__)
 register_resolvers()
+
+EXAMPLES = (
+    "python -m vae_lightning.classifier",
+    "python -m vae_lightning.classifier data.root=/data/mnist data.download=false",
+    "python -m vae_lightning.classifier data.dataset=fashion_mnist classifier.epochs=5 retrain=true",
+)
 
 
 class DigitClassifier(nn.Module):
@@ -179,11 +186,11 @@ def load_or_train(cfg: DictConfig, data_root: str | Path, dataset: str, download
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        _, record = load_or_train(cfg.classifier, cfg.data_root, cfg.dataset, cfg.download, pick_device(cfg.device),
-                                  cfg.retrain, track=progress_bar if cfg.progress else no_track)
-        print(f"classifier: {record['path']}  test accuracy {record['test_accuracy']:.4f}")
+    _, record = cli.run_task(lambda: load_or_train(cfg.classifier, cfg.data.root, cfg.data.dataset, cfg.data.download,
+                                                   pick_device(cfg.device), cfg.retrain,
+                                                   track=progress_bar if cfg.progress else no_track))
+    print(f"classifier: {record['path']}  test accuracy {record['test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)

@@ -16,28 +16,30 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from vae_lightning import metrics, samplers
-from vae_lightning.callbacks import CHECKPOINT_KEY
-from vae_lightning.checkpoint import load_checkpoint, module_from_checkpoint, resolve_checkpoint, run_dir_of
+from vae_lightning import cli, metrics, samplers
+from vae_lightning.checkpoint import (
+    CHECKPOINT_KEY,
+    load_checkpoint,
+    module_from_checkpoint,
+    resolve_checkpoint,
+    run_dir_of,
+)
 from vae_lightning.classifier import DigitClassifier, as_input, classify, load_or_train, pick_device
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import MNISTDataModule, load_split, locate
-from vae_lightning.errors import UserError, build, exit_on_user_error, require
+from vae_lightning.errors import UserError, build, require
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.reliability import write_atomically
@@ -46,6 +48,12 @@ from vae_lightning.samplers import same_distribution
 log = logging.getLogger(__name__)
 register_resolvers()
 
+EXAMPLES = (
+    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp>",
+    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp> data.root=/data/mnist data.download=false",
+    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp> 'iwae.k=[1000,5000]' n_images=2000",
+    "python -m vae_lightning.evaluate ckpt_path=run.ckpt samplers=study '~samplers.beta_1_1' device=cpu",
+)
 TEST_ROW = "test"
 N_CLASSES = 10
 
@@ -58,8 +66,8 @@ def build_samplers(entries: DictConfig, prior: LatentDistribution) -> list[tuple
 
 def test_set(stored_data: dict[str, Any], cfg: DictConfig, device: torch.device) -> tuple[Tensor, MNISTDataModule]:
     """The first `cfg.n_images` test images as the model's data module serves them (float [N, 1, 28, 28];
-    binarized once with its fixed seed for `binarize=dynamic`), read from `cfg.data_root`, and the module."""
-    data: MNISTDataModule = build(stored_data, "data", root=cfg.data_root, download=cfg.download)
+    binarized once with its fixed seed for `binarize=dynamic`), read from `cfg.data.root`, and the module."""
+    data: MNISTDataModule = build(stored_data, "data", root=cfg.data.root, download=cfg.data.download)
     data.prepare_data()
     data.setup("test")
     test = data.splits["test"]
@@ -324,10 +332,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with torch.no_grad():
         lik = likelihood(module, x, cfg, track, timings)
     start = time.perf_counter()
-    classifier, record = load_or_train(cfg.classifier, cfg.data_root, data.dataset, cfg.download, device, track=track)
+    classifier, record = load_or_train(cfg.classifier, cfg.data.root, data.dataset, cfg.data.download, device,
+                                     track=track)
     timings["classifier"] = time.perf_counter() - start
     start = time.perf_counter()
-    gray_test, _ = load_split(locate(cfg.data_root, data.dataset, download=False), data.dataset, train=False)
+    gray_test, _ = load_split(locate(cfg.data.root, data.dataset, download=False), data.dataset, train=False)
     rows = sample_quality(module, build_samplers(cfg.samplers, module.prior), classifier, gray_test, cfg, track)
     timings["sample_quality"] = time.perf_counter() - start
 
@@ -357,24 +366,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def discard_unfinished(eval_dir: Path) -> Callable[[], None]:
-    """After a bad-input error: remove what Hydra created in an eval folder without results."""
-    def cleanup() -> None:
-        if (eval_dir / "metrics.json").exists():
-            return
-        logging.shutdown()  # release the job's log file before removing it
-        shutil.rmtree(eval_dir / ".hydra", ignore_errors=True)
-        (eval_dir / f"{HydraConfig.get().job.name}.log").unlink(missing_ok=True)
-        if eval_dir.is_dir() and not any(eval_dir.iterdir()):
-            eval_dir.rmdir()
-    return cleanup
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error(discard_unfinished(Path(cfg.eval_dir))):
-        evaluate(cfg)
+    cli.run_task(lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)

@@ -15,14 +15,26 @@ import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vae_lightning.checkpoint import load_module
+from vae_lightning import cli
+from vae_lightning.checkpoint import load_model
+from vae_lightning.config import register_resolvers
 from vae_lightning.errors import build, require
 from vae_lightning.module import VAEModule
 from vae_lightning.plots import decoded_grid, png_bytes
 from vae_lightning.samplers import fixed_uniforms
-from vae_lightning.train import run_or_exit
 
 log = logging.getLogger(__name__)
+register_resolvers()
+
+EXAMPLES = (
+    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp>",
+    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp> sampler=gaussian sampler.loc=1 "
+    "sampler.scale=2",
+    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp> sampler=beta sampler.alpha=4 sampler.beta=3 "
+    "n=100 nrow=10 output=beta_4_3.png",
+    "python -m vae_lightning.sample -m ckpt_path=logs/train/runs/<timestamp> sampler=beta sampler.alpha=1,1.1,4 "
+    "sampler.beta=1,2",
+)
 
 
 def load_trained(cfg: DictConfig) -> VAEModule:
@@ -31,7 +43,7 @@ def load_trained(cfg: DictConfig) -> VAEModule:
             "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
     for key in ("n", "nrow"):
         require(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
-    return load_module(cfg.ckpt_path)
+    return load_model(cfg.ckpt_path)
 
 
 def write_png(image: Tensor, output: str | None, default: Path) -> Path:
@@ -54,8 +66,8 @@ def sample(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(lambda: sample(cfg))
+    cli.run_task(lambda: sample(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)
