@@ -21,10 +21,10 @@ from vae_lightning.sample import load_trained, write_png
 from vae_lightning.samplers import fixed_uniforms
 
 EXAMPLES = (
-    "python -m vae_lightning.beta_grid ckpt_path=logs/train/runs/<timestamp>",
-    "python -m vae_lightning.beta_grid ckpt_path=logs/train/runs/<timestamp> 'alphas=[1,4]' 'betas=[1,2,3]' "
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}",
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN} 'alphas=[1,4]' 'betas=[1,2,3]' "
     "n=16 nrow=4",
-    "python -m vae_lightning.beta_grid ckpt_path=logs/train/runs/<timestamp>/checkpoints/last.ckpt output=grid.png",
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}/checkpoints/last.ckpt output=grid.png",
 )
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import OmegaConf
@@ -38,6 +39,9 @@ T = TypeVar("T")
 # HYDRA_FULL_ERROR=1 as the user set it when the process started (`run` sets it for Hydra's sake):
 # full tracebacks instead of one-line errors.
 FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+# The run folder in the commands' examples (a real one is named like it)
+EXAMPLE_RUN = "logs/train/runs/2026-01-31_09-30-00_000000"
 
 # What a command leaves in its output folder that an error must never remove: a run's checkpoints,
 # an earlier evaluation's results.
@@ -163,13 +167,25 @@ def resume_command(ckpt_path: str) -> str:
     return f"python -m vae_lightning.train {shlex.quote(f'ckpt_path={Path(ckpt_path).absolute()}')}"
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse for the commands without Hydra (report, bench): a bad flag is one `error:` line and
-    exit status 2 too, not argparse's usage block; `examples` end the help."""
+def run_plain(task: Callable[[], T]) -> T:
+    """The body of a command without Hydra's app (report, bench): bad input (a UserError, or an
+    error of composing a config) is one `error:` line and exit status 2."""
+    try:
+        return task()
+    except (UserError, HydraException) as err:
+        if FULL_ERROR:
+            raise
+        fail(str(err) if isinstance(err, UserError) else hydra_error_line(err))
 
-    def __init__(self, prog: str, doc: str | None, examples: Sequence[str], **kwargs: Any) -> None:
-        super().__init__(prog=prog, description=doc, epilog=examples_text(examples),
-                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the commands without Hydra's app (report, bench): a bad flag is one `error:`
+    line and exit status 2 too, not argparse's usage block; `groups` and `examples` end the help."""
+
+    def __init__(self, prog: str, doc: str | None, examples: Sequence[str], groups: str = "") -> None:
+        epilog = f"{groups}\n\n{examples_text(examples)}" if groups else examples_text(examples)
+        super().__init__(prog=prog, description=doc, epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message}; see {self.prog} --help")
@@ -190,6 +206,13 @@ def config_groups(choices: Mapping[str, str | None]) -> str:
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         lines.append(f"  {group}: {', '.join(options)}  (now: {choices[group] or 'none'})")
     return "\n".join(lines)
+
+
+def command_groups(config_name: str) -> str:
+    """`config_groups` of a command's config composed without overrides, for commands that compose
+    it themselves (bench)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return config_groups(compose(config_name, return_hydra_config=True).hydra.runtime.choices)
 
 
 def _register_help(doc: str, examples: Sequence[str]) -> None:

@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 register_resolvers()
 
 EXAMPLES = (
-    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp>",
-    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp> data.root=/data/mnist data.download=false",
-    "python -m vae_lightning.evaluate ckpt_path=logs/train/runs/<timestamp> 'iwae.k=[1000,5000]' n_images=2000",
+    f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN}",
+    f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN} data.root=/data/mnist data.download=false",
+    f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN} 'iwae.k=[1000,5000]' n_images=2000",
     "python -m vae_lightning.evaluate ckpt_path=run.ckpt samplers=study '~samplers.beta_1_1' device=cpu",
 )
 TEST_ROW = "test"

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 register_resolvers()
 
 EXAMPLES = (
-    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp>",
-    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp> sampler=gaussian sampler.loc=1 "
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN}",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=gaussian sampler.loc=1 "
     "sampler.scale=2",
-    "python -m vae_lightning.sample ckpt_path=logs/train/runs/<timestamp> sampler=beta sampler.alpha=4 sampler.beta=3 "
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=4 sampler.beta=3 "
     "n=100 nrow=10 output=beta_4_3.png",
-    "python -m vae_lightning.sample -m ckpt_path=logs/train/runs/<timestamp> sampler=beta sampler.alpha=1,1.1,4 "
+    f"python -m vae_lightning.sample -m ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=1,1.1,4 "
     "sampler.beta=1,2",
 )
 

@@ -44,7 +44,7 @@ EXAMPLES = (
     "python -m vae_lightning.train prior=beta prior.alpha=4 prior.beta=3 annealing=linear trainer.max_epochs=30",
     "python -m vae_lightning.train experiment=study data.root=/data/mnist",
     "python -m vae_lightning.train -m prior=normal,gaussian,beta seed=1,2,3",
-    "python -m vae_lightning.train ckpt_path=logs/train/runs/<timestamp>/checkpoints/last.ckpt trainer.max_epochs=40",
+    f"python -m vae_lightning.train ckpt_path={cli.EXAMPLE_RUN}/checkpoints/last.ckpt trainer.max_epochs=40",
 )
 
 
