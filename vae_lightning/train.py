@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lightning import cli, sweep
+from vae_lightning import cli, hparams, parallelism, sweep
 from vae_lightning.callbacks import KLAnnealing
 from vae_lightning.checkpoint import (
     STORED_SECTIONS,
@@ -73,11 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (by building its object), whether the
     checkpoint fits the config, and the data files.
     """
-    cli.check_trainer(cfg.trainer)
+    cli.check_settings(cfg, cli.TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
 
-    sweep.set_threads(cfg.get("threads", "auto"))
+    parallelism.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data, "data")
     module = build_module(cfg)
@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                                plugins=[AtomicCheckpointIO()])
-    sweep.check_strategy(trainer)
+    parallelism.check_strategy(trainer)
 
     with cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
         if cfg.get("train"):
@@ -106,8 +106,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Testing %s", best or "the current weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    hparams = sweep.hyperparameters(cfg, module.prior, annealing.schedule)
-    sweep.log_hyperparameters(trainer.loggers, hparams, metrics, trainer.global_step)
+    params = hparams.hyperparameters(cfg, module.prior, annealing.schedule)
+    hparams.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
     return metrics
 
 
