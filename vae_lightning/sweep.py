@@ -1,5 +1,5 @@
-"""A sweep's jobs: each records its outcome in its folder (`status.json`), and a failed job never
-ends the sweep. (A job's threads and processes: parallelism.py; its HPARAMS: hparams.py.)
+"""A sweep's jobs: each records its outcome in its folder (`status.json`). (A job's threads and
+processes: parallelism.py; its hyperparameters in TensorBoard: hparams.py.)
 
 A multirun job never ends the sweep. Hydra's launchers catch an exception raised by a job, but the
 basic sweeper re-raises the first one after its batch, and a `SystemExit` (our one-line bad-input

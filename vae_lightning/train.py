@@ -70,8 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Everything the user can get wrong is checked before the trainer exists and anything is
     written: the Trainer's settings (cli.TRAINER_SETTINGS), the checkpoint file, every parameter
-    (by building its object), whether the
-    checkpoint fits the config, and the data files.
+    (by building its object), whether the checkpoint fits the config, and the data files.
     """
     cli.check_settings(cfg, cli.TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
