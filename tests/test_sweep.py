@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from vae_lightning import report, sweep
+from vae_lightning import hparams, parallelism, report, sweep
 from vae_lightning.config import CONF_DIR
 from vae_lightning.data import EpochShuffle
 from vae_lightning.errors import ParameterError, UserError
@@ -133,7 +133,7 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_cores(mnist_
                                  "prior=normal,gaussian")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
-    expected = sweep.threads_for_job("auto", {"n_jobs": 2}, sweep.cpu_count())
+    expected = parallelism.threads_for_job("auto", {"n_jobs": 2}, parallelism.cpu_count())
     recorded = statuses(sweep_dir)
     assert sorted(recorded) == ["0", "1"]
     assert all(s["status"] == "completed" and s["threads"] == expected for s in recorded.values())
@@ -186,27 +186,27 @@ def test_each_ddp_rank_gets_a_distinct_half_of_the_epoch_order():
 
 
 def test_threads_share_the_cores_between_parallel_jobs():
-    assert sweep.threads_for_job("auto", {"n_jobs": 2}, cores=2) == 1
-    assert sweep.threads_for_job("auto", {"n_jobs": 2}, cores=8) == 4
-    assert sweep.threads_for_job("auto", {"n_jobs": -1}, cores=8) == 1  # -1: one job per core
-    assert sweep.threads_for_job("auto", {"n_jobs": -2}, cores=8) == 1  # 7 jobs
-    assert sweep.threads_for_job("auto", {"n_jobs": 1}, cores=8) == 8
-    assert sweep.threads_for_job("auto", {"cpus_per_task": 3}, cores=8) == 3
-    assert sweep.threads_for_job("auto", {"cpus_per_task": None}, cores=8) is None
-    assert sweep.threads_for_job("auto", None, cores=8) is None
-    assert sweep.threads_for_job(5, {"n_jobs": 2}, cores=8) == 5
+    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=2) == 1
+    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=8) == 4
+    assert parallelism.threads_for_job("auto", {"n_jobs": -1}, cores=8) == 1  # -1: one job per core
+    assert parallelism.threads_for_job("auto", {"n_jobs": -2}, cores=8) == 1  # 7 jobs
+    assert parallelism.threads_for_job("auto", {"n_jobs": 1}, cores=8) == 8
+    assert parallelism.threads_for_job("auto", {"cpus_per_task": 3}, cores=8) == 3
+    assert parallelism.threads_for_job("auto", {"cpus_per_task": None}, cores=8) is None
+    assert parallelism.threads_for_job("auto", None, cores=8) is None
+    assert parallelism.threads_for_job(5, {"n_jobs": 2}, cores=8) == 5
     with pytest.raises(ParameterError, match="threads=0 is invalid"):
-        sweep.threads_for_job(0, None, cores=8)
+        parallelism.threads_for_job(0, None, cores=8)
 
 
 def test_script_ddp_is_refused_inside_a_local_multirun(monkeypatch):
     ddp = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", logger=False)
-    sweep.check_strategy(ddp)  # a single run: Lightning starts the second process itself
+    parallelism.check_strategy(ddp)  # a single run: Lightning starts the second process itself
     monkeypatch.setattr(sweep, "in_multirun", lambda: True)
     with pytest.raises(UserError, match="use trainer.strategy=ddp_spawn"):
-        sweep.check_strategy(ddp)
-    sweep.check_strategy(L.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", logger=False))
-    sweep.check_strategy(L.Trainer(devices=1, accelerator="cpu", logger=False))
+        parallelism.check_strategy(ddp)
+    parallelism.check_strategy(L.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", logger=False))
+    parallelism.check_strategy(L.Trainer(devices=1, accelerator="cpu", logger=False))
 
 
 def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, tmp_path):
@@ -230,7 +230,7 @@ def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, t
 def test_hyperparameters_name_the_prior_and_schedule_with_their_parameters(compose_cfg):
     cfg = compose_cfg(["prior=beta_4_3", "annealing=cyclical", "model.latent_dim=8"])
     prior, schedule = instantiate(cfg.prior), instantiate(cfg.annealing)
-    assert sweep.hyperparameters(cfg, prior, schedule) == {
+    assert hparams.hyperparameters(cfg, prior, schedule) == {
         "prior": "Beta(4, 3)", "latent_dim": 8, "lr": 1e-3, "seed": 12345,
         "annealing": f"Cyclical(max_weight=1.0, unit='epoch', total={cfg.trainer.max_epochs}.0, n_cycles=4, ratio=0.5)",
     }

@@ -1,5 +1,5 @@
-"""Lightning callbacks: the KL-weight schedule, the run's config inside its checkpoints, and the
-prior-comparison pictures."""
+"""Lightning callbacks: the KL-weight schedule and the prior-comparison pictures (the run's config
+inside its checkpoints is checkpoint.RunConfig)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,6 @@ from vae_lightning.samplers import (
 )
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_KEY = "vae_lightning"
 
 
 class KLAnnealing(Callback):
@@ -94,19 +92,6 @@ class KLAnnealing(Callback):
             log.warning("KL schedule: continuing the checkpoint's %s, not the config's %s",
                         state_dict["params"], vars(self.schedule))
             vars(self.schedule).update(state_dict["params"])
-
-
-class RunConfig(Callback):
-    """Stores the config sections that define the model (model, prior, data, annealing) in every
-    checkpoint, so that a checkpoint can be rebuilt without its run folder and checked against
-    the config of a resumed run."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.config
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from vae_lightning.errors import UserError
+from vae_lightning.errors import UserError, build
 from vae_lightning.priors import LatentDistribution
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -56,6 +57,16 @@ class VAEModule(L.LightningModule):
     def decode(self, z: Tensor) -> Tensor:
         """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
         return torch.sigmoid(self.decoder(z)).view(z.shape[0], 1, 28, 28)
+
+    @torch.no_grad()
+    def sample(self, n: int, sampler: LatentDistribution | Mapping[str, Any] | None = None, seed: int = 0) -> Tensor:
+        """Images [n, 1, 28, 28] in [0, 1]: decoder means of n seeded draws from `sampler`, by default
+        the model's prior; a config (`_target_`, e.g. conf/sampler/) is built at the model's latent size."""
+        if sampler is None:
+            sampler = self.prior
+        elif not isinstance(sampler, LatentDistribution):
+            sampler = build(sampler, "sampler", latent_dim=self.latent_dim)
+        return self.decode(sampler.to(self.device).sample(n, generator=torch.Generator().manual_seed(seed)))
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         """The batch's loss and its terms (logged under `<stage>/...`)."""

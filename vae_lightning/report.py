@@ -14,18 +14,17 @@ evaluate's metrics when `<job>/eval/metrics.json` exists (its top-level numeric 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from vae_lightning import cli
 from vae_lightning.errors import UserError
 from vae_lightning.sweep import job_dirs, read_status
 
@@ -182,17 +181,24 @@ def write_report(sweep_dir: Path, metric: str = "val/elbo", ascending: bool = Fa
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vae_lightning.report", description=__doc__.split("\n\n")[0])
+EXAMPLES = (
+    "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000",
+    "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000 --sort test/elbo",
+    "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000 --sort eval/nll_iwae --ascending",
+)
+
+
+def argument_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser("python -m vae_lightning.report", __doc__, EXAMPLES)
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. logs/train/multiruns/<timestamp>")
     parser.add_argument("--sort", default="val/elbo", help="metric to sort by (default: val/elbo)")
     parser.add_argument("--ascending", action="store_true", help="lower is better (e.g. eval/nll_iwae, eval/fid)")
-    args = parser.parse_args(argv)
-    try:
-        rows = write_report(args.sweep_dir, args.sort, args.ascending)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argument_parser().parse_args(argv)
+    rows = cli.run_plain(lambda: write_report(args.sweep_dir, args.sort, args.ascending))
     print((args.sweep_dir / "report.md").read_text())
     failed = sum(r.status == "failed" for r in rows)
     print(f"wrote report.md, report.csv, report.png in {args.sweep_dir} ({len(rows)} jobs, {failed} failed)")
