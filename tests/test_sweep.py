@@ -249,7 +249,7 @@ def test_study_experiment_sweeps_the_study_priors_and_schedules():
     params = cfg.hydra.sweeper.params
     assert params.annealing == "constant,linear"
     priors = params.prior.split(",")
-    assert len(priors) == 5
+    assert len(priors) == 7
     labels = set()
     for prior in priors:
         node = _compose_with_hydra(["experiment=study", f"prior={prior}"]).prior
@@ -257,7 +257,10 @@ def test_study_experiment_sweeps_the_study_priors_and_schedules():
                     node.get("beta")))
     assert labels == {("NormalPrior", None, None, None, None), ("GaussianPrior", 1.0, 2.0, None, None),
                       ("BetaPrior", None, None, 1.1, 1.1), ("BetaPrior", None, None, 1.1, 2.0),
-                      ("BetaPrior", None, None, 4.0, 3.0)}
+                      ("BetaPrior", None, None, 4.0, 3.0), ("MixturePrior", None, None, None, None),
+                      ("VampPrior", None, None, None, None)}
+    free_bits = _compose_with_hydra(["experiment=study_free_bits"])
+    assert free_bits.model.free_bits == 0.5 and free_bits.hydra.sweeper.params.prior == "normal"
 
 
 def test_slurm_launcher_follows_the_trainer_for_multi_node_ddp():

@@ -105,7 +105,7 @@ def report(results: dict[str, Any]) -> str:
         *(f"| {r['label']}{' (model prior)' if r['model_prior'] else ''} | {r['fid']:.2f} | {r['clarity']:.3f} | "
           f"{r['diversity']:.3f} | {r['classes_90']} |" for r in quality["rows"]),
         "",
-        "Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["timings_s"].items()),
+        "Time (s): " + ", ".join(f"{k} {v:.3g}" for k, v in results["timings_s"].items()),
     ]
     return "\n".join(lines) + "\n"
 
