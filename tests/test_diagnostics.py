@@ -65,6 +65,13 @@ def test_diagnostics_count_active_units_and_split_the_kl_by_dimension():
     assert "diagnostics/kl/0" not in Diagnostics().values(mog, x)  # a Monte Carlo KL does not split
 
 
+def test_diagnostics_of_diverged_weights_are_nan_not_a_crash():
+    module = VAEModule(FixedPosterior([float("inf"), 1.0]), MLPDecoder(latent_dim=2), NormalPrior(2), None, 2)
+    x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    values = Diagnostics().values(module, x)
+    assert math.isnan(values["diagnostics/active_units"]) and math.isnan(values["diagnostics/mutual_information"])
+
+
 def free_bits_module(free_bits: float, prior=None) -> VAEModule:
     torch.manual_seed(0)
     prior = prior or NormalPrior(2)

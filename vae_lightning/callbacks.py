@@ -152,6 +152,9 @@ class Diagnostics(Callback):
         """The diagnostics of images x under the module's current weights."""
         with torch.no_grad():
             q = pl_module.encode(x)
+            if not (torch.isfinite(q.mean).all() and torch.isfinite(q.variance).all()):
+                # diverged weights: the NaN guard stops training on the loss; the diagnostics say NaN, not crash
+                return {"diagnostics/active_units": math.nan, "diagnostics/mutual_information": math.nan}
             with seeded(self.seed, x.device):
                 z = pl_module.prior.clamp_to_support(q.sample())
             count, _ = metrics.active_units(q.mean, self.threshold)
