@@ -14,9 +14,12 @@ from vae_lightning.callbacks import CHECKPOINT_KEY
 from vae_lightning.errors import UserError
 from vae_lightning.module import VAEModule
 
-# Config keys a checkpoint must agree with to be resumed: they define its weights (model, prior)
-# or the curve it is on (the schedule's class; its parameters are restored by KLAnnealing).
-MUST_MATCH = ("model", "prior", "annealing._target_")
+# Config keys a checkpoint must agree with to be resumed: they define its weights and what they mean
+# (model, prior, likelihood) or the curve it is on (the schedule's class; its parameters are restored
+# by KLAnnealing).
+MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
+# Sections added after checkpoints were first written, with what those checkpoints used.
+DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.likelihoods.Bernoulli"}}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -33,6 +36,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise UserError(f"ckpt_path={str(path)!r} is not a vae_lightning checkpoint (it stores no run config); "
                         "give a checkpoint written by python -m vae_lightning.train")
+    checkpoint[CHECKPOINT_KEY] = {**DEFAULT_SECTIONS, **checkpoint[CHECKPOINT_KEY]}
     return checkpoint
 
 
@@ -60,12 +64,12 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path) -> None:
-    """Raise UserError when the checkpoint's model or prior differs from the requested config."""
+    """Raise UserError when the checkpoint's model, prior or likelihood differs from the requested config."""
     stored = checkpoint[CHECKPOINT_KEY]
     diffs = [d for key in MUST_MATCH for d in _differences(_select(stored, key), _select(config, key), key)]
     if diffs:
-        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/schedule than requested: "
-                        f"{'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/likelihood/schedule than "
+                        f"requested: {'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
                         "ckpt_path")
 
 
@@ -90,6 +94,7 @@ def load_module(path: str | Path) -> VAEModule:
 def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
     """The trained VAE of a loaded checkpoint (see `load_checkpoint`), in eval mode on the CPU."""
     stored = checkpoint[CHECKPOINT_KEY]
-    module = instantiate(stored["model"], prior=instantiate(stored["prior"]))
+    module = instantiate(stored["model"], prior=instantiate(stored["prior"]),
+                         likelihood=instantiate(stored["likelihood"]))
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()

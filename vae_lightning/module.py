@@ -8,36 +8,45 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
-from torch.nn.functional import binary_cross_entropy_with_logits
 
 from vae_lightning.errors import UserError
+from vae_lightning.likelihoods import Bernoulli, Likelihood
+from vae_lightning.networks import IMAGE_SHAPE
 from vae_lightning.priors import LatentDistribution
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class VAEModule(L.LightningModule):
-    """Encoder -> posterior q(z|x) -> reparameterised z -> decoder -> Bernoulli logits.
+    """Encoder -> posterior q(z|x) -> reparameterised z -> decoder -> logits -> likelihood p(x|z).
 
-    Per image: recon = BCE summed over pixels, kl = KL(q || p) summed over latent dimensions;
-    both averaged over the batch. Training minimises recon + kl_weight * kl, where `kl_weight`
-    is set before every step by the KL-annealing callback. `elbo` = -(recon + kl) never carries
-    the weight, so it is comparable across schedules and equals the usual ELBO in nats.
+    The networks follow the shape contract of networks.py, the likelihood that of likelihoods.py
+    (default: the study's Bernoulli). Per image: recon = -log p(x|z) summed over pixels (for the
+    Bernoulli, BCE-with-logits), kl = KL(q || p) summed over latent dimensions; both averaged over
+    the batch. Training minimises recon + kl_weight * kl, where `kl_weight` is set before every
+    step by the KL-annealing callback. `elbo` = -(recon + kl) never carries the weight, so it is
+    comparable across schedules and equals the usual ELBO in nats.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
-                 optimizer: OptimizerFactory, latent_dim: int) -> None:
+                 optimizer: OptimizerFactory, latent_dim: int, likelihood: Likelihood | None = None) -> None:
         super().__init__()
         dims = {"model.latent_dim": latent_dim, "encoder": getattr(encoder, "latent_dim", latent_dim),
                 "decoder": getattr(decoder, "latent_dim", latent_dim), "prior": prior.latent_dim}
         if len(set(dims.values())) != 1:
             raise UserError(f"latent sizes disagree: {dims}; set them all from model.latent_dim")
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.likelihood = likelihood or Bernoulli()
         prior.attach(encoder)  # the VampPrior's components are this encoder's posteriors
         self.optimizer_factory = optimizer
         self.latent_dim = latent_dim
         self.kl_weight = 1.0
         self._epoch_steps: list[tuple[Tensor, Tensor, Tensor, int]] = []  # (loss, recon, kl, images) per step
+
+    @property
+    def architecture(self) -> str:
+        """The encoder's and decoder's `label` (else their class names), for HPARAMS and reports."""
+        return " / ".join(getattr(net, "label", type(net).__name__) for net in (self.encoder, self.decoder))
 
     def encode(self, x: Tensor) -> Distribution:
         """The posterior q(z|x) of images x [B, 1, 28, 28] (batch shape [B, latent_dim])."""
@@ -48,14 +57,12 @@ class VAEModule(L.LightningModule):
         prior has it, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
         q = self.encode(x)
         z = self.prior.rsample_posterior(q)
-        logits = self.decoder(z)
-        target = x.flatten(1)
-        recon = binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+        recon = -self.likelihood.log_prob(self.decoder(z), x)
         return recon, self.prior.kl(q, z)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
-        return torch.sigmoid(self.decoder(z)).view(z.shape[0], 1, 28, 28)
+        """Mean images E[x|z] in [0, 1] for latents z [..., latent_dim], shaped [..., 1, 28, 28]."""
+        return self.likelihood.mean(self.decoder(z)).unflatten(-1, IMAGE_SHAPE)
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         """The batch's loss and its terms (logged under `<stage>/...`)."""

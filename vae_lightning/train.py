@@ -38,7 +38,7 @@ T = TypeVar("T")
 register_resolvers()
 
 # Config sections that define what a checkpoint is; stored in it (see callbacks.RunConfig).
-STORED_SECTIONS = ("model", "prior", "annealing", "data")
+STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data, "data")
     prior = build(cfg.prior, "prior")
-    module = build(cfg.model, "model", prior=prior)
+    module = build(cfg.model, "model", prior=prior, likelihood=build(cfg.likelihood, "likelihood"))
     # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
     annealing = KLAnnealing(build(cfg.annealing, "annealing"))
     callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
@@ -100,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Testing %s", best or "the current weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    hparams = sweep.hyperparameters(cfg, prior, annealing.schedule)
+    hparams = sweep.hyperparameters(cfg, module, annealing.schedule)
     sweep.log_hyperparameters(trainer.loggers, hparams, metrics, trainer.global_step)
     return metrics
 
