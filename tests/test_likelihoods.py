@@ -1,13 +1,18 @@
-"""The pixel likelihoods against torch.distributions and against their own normalisation, and the
-model's pictures showing the likelihood's mean."""
+"""The pixel likelihoods against torch.distributions and against their own normalisation, the model's
+pictures showing the likelihood's mean, and the likelihood in the checkpoint contract."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.distributions import ContinuousBernoulli as TorchCB
 
+from vae_lightning.callbacks import CHECKPOINT_KEY
+from vae_lightning.checkpoint import check_compatible, load_checkpoint, module_from_checkpoint
+from vae_lightning.config import apply_overrides
+from vae_lightning.errors import UserError
 from vae_lightning.likelihoods import Bernoulli, ContinuousBernoulli
 from vae_lightning.module import VAEModule
 from vae_lightning.networks import MLPDecoder, MLPEncoder
@@ -81,3 +86,18 @@ def test_the_model_decodes_the_likelihood_mean_with_leading_dimensions(likelihoo
     torch.testing.assert_close(images.flatten(-3), likelihood.mean(module.decoder(z)))
     recon, _ = module.loss_terms(torch.rand(6, 1, 28, 28))
     assert recon.shape == (6,)
+
+
+def test_checkpoints_and_run_configs_from_before_the_likelihood_group_mean_bernoulli(tmp_path, compose_cfg):
+    cfg = compose_cfg([])
+    stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in ("model", "prior", "annealing", "data")}
+    module = VAEModule(MLPEncoder(), MLPDecoder(), NormalPrior(2), None, 2)
+    torch.save({CHECKPOINT_KEY: stored, "state_dict": module.state_dict()}, tmp_path / "old.ckpt")
+    checkpoint = load_checkpoint(tmp_path / "old.ckpt")
+    assert isinstance(module_from_checkpoint(checkpoint).likelihood, Bernoulli)
+    check_compatible(checkpoint, {**stored, "likelihood": OmegaConf.to_container(cfg.likelihood)}, "old.ckpt")
+    continuous = {"_target_": "vae_lightning.likelihoods.ContinuousBernoulli"}
+    with pytest.raises(UserError, match="likelihood._target_='vae_lightning.likelihoods.ContinuousBernoulli'"):
+        check_compatible(checkpoint, {**stored, "likelihood": continuous}, "old.ckpt")
+    old_run = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "likelihood"])
+    assert apply_overrides(old_run, cfg, ["trainer.max_epochs=3"]).likelihood == cfg.likelihood
