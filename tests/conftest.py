@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,25 @@ def scalars(run: Path, tag: str) -> dict[int, float]:
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
     acc.Reload()
     return {e.step: e.value for e in acc.Scalars(tag)} if tag in acc.Tags()["scalars"] else {}
+
+
+def run_commands(*cases: tuple[str, list[str]], env: dict[str, str] | None = None,
+                 timeout: float = 300) -> list[dict[str, object]]:
+    """`run_cli` for many (module, args) at once: each runs in its own forked process (see
+    tests/run_commands.py), paying the imports once; returns {"rc", "stdout", "stderr"} per case."""
+    result = subprocess.run([sys.executable, str(Path(__file__).parent / "run_commands.py")], cwd=PROJECT_ROOT,
+                            input=json.dumps([[module, list(args)] for module, args in cases]), capture_output=True,
+                            text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of one short training run on the synthetic data (without pictures, to be quick)."""
+    log_dir = tmp_path_factory.mktemp("trained")
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, log_dir), "trainer.max_epochs=1",
+                     "test=false", "~callbacks.prior_grid")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (log_dir / "train" / "runs").iterdir()
+    return run

@@ -17,7 +17,7 @@ from test_classifier import TINY_CLASSIFIER
 from test_evaluate import QUICK
 from torch import Tensor, nn
 
-from vae_lightning.checkpoint import load_module
+from vae_lightning.checkpoint import load_model
 from vae_lightning.samplers import fixed_noise
 
 TESTS = Path(__file__).resolve().parent
@@ -76,7 +76,7 @@ def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_
             "reconstructions.png"} <= pictures
 
     cache = tmp_path / "cache"
-    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data_root={mnist_root}", "download=false",
+    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data.root={mnist_root}", "data.download=false",
                        "progress=false", *TINY_CLASSIFIER, f"classifier.cache_dir={cache}", *QUICK,
                        "exact.points_per_dim=64", "exact.max_points_per_dim=128", "samplers=study",
                        "tensorboard=false", env={**env, "XDG_CACHE_HOME": str(cache)})
@@ -94,7 +94,7 @@ def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_
                      env=env)
     assert sample.returncode == 0, sample.stderr[-3000:]
     # the picture shows the continuous Bernoulli's mean, not sigmoid(logit)
-    module = load_module(run)
+    module = load_model(run)
     with torch.no_grad():
         z = fixed_noise(module.prior, 4, seed=0)
         expected = module.decode(z)[0, 0].numpy()

@@ -68,7 +68,7 @@ def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_pa
             "reconstructions.png"} <= pictures
 
     cache = tmp_path / "cache"
-    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data_root={mnist_root}", "download=false",
+    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data.root={mnist_root}", "data.download=false",
                        "progress=false", *TINY_CLASSIFIER, f"classifier.cache_dir={cache}", *QUICK,
                        "exact.points_per_dim=128", "exact.max_points_per_dim=256", "tensorboard=false",
                        env={**env, "XDG_CACHE_HOME": str(cache)})

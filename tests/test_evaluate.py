@@ -18,7 +18,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from vae_lightning import evaluate as ev
 from vae_lightning import metrics
-from vae_lightning.checkpoint import load_module
+from vae_lightning.checkpoint import load_model
 from vae_lightning.config import CONF_DIR, register_resolvers
 from vae_lightning.errors import UserError
 from vae_lightning.module import VAEModule
@@ -47,7 +47,7 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cach
 
 
 def overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
-    return [f"ckpt_path={run}", f"data_root={data_root}", "download=false", "progress=false", *TINY_CLASSIFIER,
+    return [f"ckpt_path={run}", f"data.root={data_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER,
             f"classifier.cache_dir={cache / 'classifier'}"]
 
 
@@ -59,7 +59,7 @@ def evaluate_cfg(*extra: str) -> DictConfig:
 
 def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache):
     cfg = evaluate_cfg(*overrides(trained_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
-    module = load_module(trained_run)
+    module = load_model(trained_run)
     x, _ = ev.test_set(torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
                        ["data"], cfg, torch.device("cpu"))
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache)
 def test_likelihood_for_every_prior_and_latent_size(prior, dims, mnist_root):
     torch.manual_seed(0)
     module = VAEModule(MLPEncoder(latent_dim=dims), MLPDecoder(latent_dim=dims), prior(dims), None, dims).eval()
-    cfg = evaluate_cfg(f"data_root={mnist_root}", "download=false", *QUICK)
+    cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK)
     x, _ = ev.test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
     with torch.no_grad():
         result = ev.likelihood(module, x, cfg, metrics.no_track, {})
@@ -159,7 +159,7 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run,
 
 
 def test_evaluate_cli_errors_are_one_line_and_leave_nothing(mnist_root, tmp_path):
-    result = run_cli("vae_lightning.evaluate", f"paths.log_dir={tmp_path}", f"data_root={mnist_root}")
+    result = run_cli("vae_lightning.evaluate", f"paths.log_dir={tmp_path}", f"data.root={mnist_root}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: ckpt_path is required: give a run folder (logs/train/runs/<timestamp>) or a .ckpt file"]

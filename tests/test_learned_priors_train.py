@@ -14,7 +14,7 @@ from test_evaluate import QUICK, evaluate_cfg
 
 from vae_lightning import evaluate as ev
 from vae_lightning import metrics
-from vae_lightning.checkpoint import load_module
+from vae_lightning.checkpoint import load_model
 from vae_lightning.samplers import fixed_noise
 
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false"]
@@ -63,8 +63,8 @@ def test_mog_run_draws_every_picture_with_the_same_noise_in_every_run(mog_runs):
 
 
 def test_briefly_trained_mog_likelihood_bounds(mog_runs, mnist_root):
-    module = load_module(mog_runs[0])
-    cfg = evaluate_cfg(f"data_root={mnist_root}", "download=false", *QUICK, "iwae.k=200",
+    module = load_model(mog_runs[0])
+    cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK, "iwae.k=200",
                        "exact.points_per_dim=64", "exact.max_points_per_dim=256")
     x, _ = ev.test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_sample_rebuilds_the_learned_prior_and_fits_samplers_from_data_root(mog_
     run = mog_runs[0]
     result = run_cli("vae_lightning.sample", f"ckpt_path={run}", "n=16", "nrow=4", f"output={tmp_path / 'p.png'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    module = load_module(run)
+    module = load_model(run)
     with torch.no_grad():
         expected = module.decode(fixed_noise(module.prior, 16, seed=0))
     grid = pixels(tmp_path / "p.png")
@@ -122,5 +122,5 @@ def test_multirun_sweeps_normal_mog_and_vamp(mnist_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted((tmp_path / "train" / "multiruns").glob("*/[0-9]*"))
     assert len(jobs) == 3
-    priors = [load_module(job).prior.label for job in jobs]
+    priors = [load_model(job).prior.label for job in jobs]
     assert priors == ["N(0, 1²)", "MoG(10)", "Vamp(500)"]

@@ -9,8 +9,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.distributions import ContinuousBernoulli as TorchCB
 
-from vae_lightning.callbacks import CHECKPOINT_KEY
-from vae_lightning.checkpoint import check_compatible, load_checkpoint, module_from_checkpoint
+from vae_lightning.checkpoint import CHECKPOINT_KEY, check_compatible, load_checkpoint, module_from_checkpoint
 from vae_lightning.config import apply_overrides
 from vae_lightning.errors import UserError
 from vae_lightning.likelihoods import Bernoulli, ContinuousBernoulli
@@ -79,7 +78,7 @@ def test_bernoulli_log_prob_is_minus_bce_of_images():
 @pytest.mark.parametrize("likelihood", [Bernoulli(), ContinuousBernoulli()])
 def test_the_model_decodes_the_likelihood_mean_with_leading_dimensions(likelihood):
     torch.manual_seed(0)
-    module = VAEModule(MLPEncoder(), MLPDecoder(), NormalPrior(2), None, 2, likelihood)
+    module = VAEModule(MLPEncoder(), MLPDecoder(), NormalPrior(2), None, 2, likelihood=likelihood)
     z = torch.randn(3, 4, 2)
     images = module.decode(z)
     assert images.shape == (3, 4, 1, 28, 28)

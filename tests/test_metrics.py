@@ -86,7 +86,8 @@ def tiny_vae(prior, decoder: nn.Module, encoder: nn.Module | None = None,
              likelihood: likelihoods.Likelihood | None = None) -> VAEModule:
     """A model around small test networks on 12-pixel images (metrics reach it only through its contracts)."""
     encoder = encoder or nn.Linear(12, 2 * prior.latent_dim)
-    return VAEModule(encoder.to(next(decoder.parameters()).dtype), decoder, prior, None, prior.latent_dim, likelihood)
+    return VAEModule(encoder.to(next(decoder.parameters()).dtype), decoder, prior, None, prior.latent_dim,
+                     likelihood=likelihood)
 
 
 def binary_images(n: int = 6, pixels: int = 12) -> torch.Tensor:

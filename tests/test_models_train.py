@@ -12,7 +12,7 @@ from conftest import run_cli, tiny_overrides
 from omegaconf import OmegaConf
 
 from vae_lightning import sweep
-from vae_lightning.checkpoint import load_module
+from vae_lightning.checkpoint import load_model
 from vae_lightning.likelihoods import ContinuousBernoulli
 from vae_lightning.networks import ConvDecoder, ConvEncoder, GatedDense
 
@@ -39,7 +39,7 @@ def test_every_model_trains_with_every_kind_of_prior(mnist_root, tmp_path):
     for job in jobs:
         overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")
                          if o.startswith(("model=", "prior=")))
-        module = load_module(job)
+        module = load_model(job)
         assert module.prior.label == PRIOR_LABELS[overrides["prior"]]
         assert module.architecture.startswith({"mlp": "mlp 784-400-200-2 leaky_relu", "conv": "conv 32-64",
                                                "gated": "mlp 784-300-300-40 gated"}[overrides["model"]])
@@ -67,10 +67,10 @@ def test_vampprior_paper_experiment_composes_with_each_prior_and_trains(mnist_ro
         assert (stop.monitor, stop.mode, stop.patience) == ("val/elbo", "max", 50)
         assert cfg.trainer.max_epochs == 2000 and cfg.prior.latent_dim == 40
     jobs = multirun(mnist_root, tmp_path, "experiment=vampprior_paper", "prior=normal,mog,vamp", *FEW_STEPS)
-    labels = [load_module(job).prior.label for job in jobs]
+    labels = [load_model(job).prior.label for job in jobs]
     assert labels == list(PRIOR_LABELS.values())
     for job in jobs:
-        module = load_module(job)
+        module = load_model(job)
         assert module.latent_dim == 40 and any(isinstance(m, GatedDense) for m in module.encoder.modules())
         state = torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)
         assert any("EarlyStopping" in key for key in state["callbacks"])  # its state resumes with the run
@@ -100,7 +100,7 @@ def test_conv_resume_is_bit_identical(mnist_root, tmp_path):
     assert a["global_step"] == b["global_step"] == 6
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
-    module = load_module(first)
+    module = load_model(first)
     assert isinstance(module.decoder, ConvDecoder) and isinstance(module.likelihood, ContinuousBernoulli)
     refused = run_cli("vae_lightning.train", f"ckpt_path={first}/checkpoints/last.ckpt", "trainer.max_epochs=3",
                       "likelihood=bernoulli", f"paths.log_dir={tmp_path / 'resumed'}")

@@ -1,4 +1,4 @@
-"""The sample and beta_grid commands on a checkpoint trained on tiny synthetic data."""
+"""The sample and beta_grid commands on a checkpoint trained on tiny synthetic data (conftest's trained_run)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_mnist_root, run_cli, tiny_overrides
+from conftest import run_cli
 from PIL import Image
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run folder of one short training run (without pictures, to be quick)."""
-    tmp = tmp_path_factory.mktemp("trained")
-    data = make_mnist_root(tmp / "data")
-    result = run_cli("vae_lightning.train", *tiny_overrides(data, tmp / "logs"), "trainer.max_epochs=1",
-                     "test=false", "~callbacks.prior_grid")
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (tmp / "logs" / "train" / "runs").iterdir()
-    return run
 
 
 def rgb(path: Path) -> np.ndarray:

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import run_cli, tiny_overrides
@@ -16,10 +17,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from omegaconf import OmegaConf
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
 
-from vae_lightning import report, sweep
+from vae_lightning import hparams, parallelism, report, sweep
+from vae_lightning.checkpoint import build_module
 from vae_lightning.config import CONF_DIR
 from vae_lightning.data import EpochShuffle
 from vae_lightning.errors import ParameterError, UserError
@@ -120,7 +124,7 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(mnist_root, tmp_path):
     assert "error: job 2 failed: ValueError: Invalid learning rate: -1" in result.stderr
     assert "Traceback" in (sweep_dir / "2" / "train.log").read_text()  # the details stay in the job's log
 
-    rows = report.write_report(sweep_dir)
+    rows = report.write_report([sweep_dir])
     assert [(r.job, r.status) for r in rows] == [("3", "completed"), ("0", "failed"), ("1", "failed"),
                                                  ("2", "failed")]
     table = (sweep_dir / "report.md").read_text()
@@ -133,7 +137,7 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_cores(mnist_
                                  "prior=normal,gaussian")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
-    expected = sweep.threads_for_job("auto", {"n_jobs": 2}, sweep.cpu_count())
+    expected = parallelism.threads_for_job("auto", {"n_jobs": 2}, parallelism.cpu_count())
     recorded = statuses(sweep_dir)
     assert sorted(recorded) == ["0", "1"]
     assert all(s["status"] == "completed" and s["threads"] == expected for s in recorded.values())
@@ -186,27 +190,27 @@ def test_each_ddp_rank_gets_a_distinct_half_of_the_epoch_order():
 
 
 def test_threads_share_the_cores_between_parallel_jobs():
-    assert sweep.threads_for_job("auto", {"n_jobs": 2}, cores=2) == 1
-    assert sweep.threads_for_job("auto", {"n_jobs": 2}, cores=8) == 4
-    assert sweep.threads_for_job("auto", {"n_jobs": -1}, cores=8) == 1  # -1: one job per core
-    assert sweep.threads_for_job("auto", {"n_jobs": -2}, cores=8) == 1  # 7 jobs
-    assert sweep.threads_for_job("auto", {"n_jobs": 1}, cores=8) == 8
-    assert sweep.threads_for_job("auto", {"cpus_per_task": 3}, cores=8) == 3
-    assert sweep.threads_for_job("auto", {"cpus_per_task": None}, cores=8) is None
-    assert sweep.threads_for_job("auto", None, cores=8) is None
-    assert sweep.threads_for_job(5, {"n_jobs": 2}, cores=8) == 5
+    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=2) == 1
+    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=8) == 4
+    assert parallelism.threads_for_job("auto", {"n_jobs": -1}, cores=8) == 1  # -1: one job per core
+    assert parallelism.threads_for_job("auto", {"n_jobs": -2}, cores=8) == 1  # 7 jobs
+    assert parallelism.threads_for_job("auto", {"n_jobs": 1}, cores=8) == 8
+    assert parallelism.threads_for_job("auto", {"cpus_per_task": 3}, cores=8) == 3
+    assert parallelism.threads_for_job("auto", {"cpus_per_task": None}, cores=8) is None
+    assert parallelism.threads_for_job("auto", None, cores=8) is None
+    assert parallelism.threads_for_job(5, {"n_jobs": 2}, cores=8) == 5
     with pytest.raises(ParameterError, match="threads=0 is invalid"):
-        sweep.threads_for_job(0, None, cores=8)
+        parallelism.threads_for_job(0, None, cores=8)
 
 
 def test_script_ddp_is_refused_inside_a_local_multirun(monkeypatch):
     ddp = L.Trainer(strategy="ddp", devices=2, accelerator="cpu", logger=False)
-    sweep.check_strategy(ddp)  # a single run: Lightning starts the second process itself
+    parallelism.check_strategy(ddp)  # a single run: Lightning starts the second process itself
     monkeypatch.setattr(sweep, "in_multirun", lambda: True)
     with pytest.raises(UserError, match="use trainer.strategy=ddp_spawn"):
-        sweep.check_strategy(ddp)
-    sweep.check_strategy(L.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", logger=False))
-    sweep.check_strategy(L.Trainer(devices=1, accelerator="cpu", logger=False))
+        parallelism.check_strategy(ddp)
+    parallelism.check_strategy(L.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", logger=False))
+    parallelism.check_strategy(L.Trainer(devices=1, accelerator="cpu", logger=False))
 
 
 def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, tmp_path):
@@ -229,8 +233,8 @@ def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, t
 
 def test_hyperparameters_name_the_prior_and_schedule_with_their_parameters(compose_cfg):
     cfg = compose_cfg(["prior=beta_4_3", "annealing=cyclical", "model.latent_dim=8"])
-    module = instantiate(cfg.model, prior=instantiate(cfg.prior), likelihood=instantiate(cfg.likelihood))
-    assert sweep.hyperparameters(cfg, module, instantiate(cfg.annealing)) == {
+    module, schedule = build_module(cfg), instantiate(cfg.annealing)
+    assert hparams.hyperparameters(cfg, module, schedule) == {
         "prior": "Beta(4, 3)", "latent_dim": 8, "lr": 1e-3, "seed": 12345, "likelihood": "bernoulli",
         "model": "mlp 784-400-200-8 leaky_relu / mlp 8-200-400-784 leaky_relu",
         "annealing": f"Cyclical(max_weight=1.0, unit='epoch', total={cfg.trainer.max_epochs}.0, n_cycles=4, ratio=0.5)",
@@ -247,7 +251,7 @@ def test_study_experiment_sweeps_the_study_priors_and_schedules():
     params = cfg.hydra.sweeper.params
     assert params.annealing == "constant,linear"
     priors = params.prior.split(",")
-    assert len(priors) == 5
+    assert len(priors) == 7
     labels = set()
     for prior in priors:
         node = _compose_with_hydra(["experiment=study", f"prior={prior}"]).prior
@@ -255,7 +259,10 @@ def test_study_experiment_sweeps_the_study_priors_and_schedules():
                     node.get("beta")))
     assert labels == {("NormalPrior", None, None, None, None), ("GaussianPrior", 1.0, 2.0, None, None),
                       ("BetaPrior", None, None, 1.1, 1.1), ("BetaPrior", None, None, 1.1, 2.0),
-                      ("BetaPrior", None, None, 4.0, 3.0)}
+                      ("BetaPrior", None, None, 4.0, 3.0), ("MixturePrior", None, None, None, None),
+                      ("VampPrior", None, None, None, None)}
+    free_bits = _compose_with_hydra(["experiment=study_free_bits"])
+    assert free_bits.model.free_bits == 0.5 and free_bits.hydra.sweeper.params.prior == "normal"
 
 
 def test_slurm_launcher_follows_the_trainer_for_multi_node_ddp():
@@ -268,34 +275,78 @@ def test_slurm_launcher_follows_the_trainer_for_multi_node_ddp():
     assert (cfg.trainer.strategy, cfg.trainer.num_nodes) == ("ddp", 2)
 
 
-def test_report_reads_evaluate_metrics_and_marks_unfinished_jobs(tmp_path):
-    def job(name: str, overrides: list[str], status: dict | None, eval_metrics: dict | None = None) -> None:
-        folder = tmp_path / name
-        (folder / ".hydra").mkdir(parents=True)
-        (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
-        OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
-        if status is not None:
-            sweep.write_status(folder, status)
-        if eval_metrics is not None:
-            (folder / "eval").mkdir()
-            (folder / "eval" / "metrics.json").write_text(json.dumps(eval_metrics))
+def evaluation(nll_iwae: float, fids: dict[str, float]) -> dict:
+    """A metrics.json as evaluate writes it (the parts the report reads)."""
+    rows = [{"name": name, "fid": fid, "clarity": 0.9, "diversity": 2.0, "classes_90": 8} for name, fid in fids.items()]
+    return {"likelihood": {"elbo": -150.0, "recon": 140.0, "kl": 10.0, "active_units": 2, "kl_per_dim": None,
+                           "nll_iwae": {"100": nll_iwae}, "nll_exact": {"value": nll_iwae - 1, "converged": True}},
+            "sample_quality": {"rows": rows}}
 
-    job("0", ["seed=1", "prior=normal"], {"status": "completed", "metrics": {"val/elbo": -150.0, "test/elbo": -151.0}},
-        {"nll_iwae": 145.5, "fid": 12.0, "per_sampler": {"normal_0_1": {"fid": 3.0}}, "exact": True})
-    job("1", ["seed=1", "prior=beta"], {"status": "completed", "metrics": {"val/elbo": -140.0, "test/elbo": -141.0}},
-        {"nll_iwae": 139.0, "fid": 20.0})
-    job("2", ["seed=1", "prior=gaussian"], None)
+
+def fake_job(folder: Path, overrides: list[str], status: dict | None, eval_metrics: dict | None = None,
+             curve: list[float] | None = None) -> None:
+    """A job folder as a multirun leaves it: config, overrides, status, evaluation, events and a comparison figure."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
+    if status is not None:
+        sweep.write_status(folder, status)
+    if eval_metrics is not None:
+        (folder / "eval").mkdir()
+        (folder / "eval" / "metrics.json").write_text(json.dumps(eval_metrics))
+    if curve is not None:
+        writer = SummaryWriter(str(folder / "tensorboard"))
+        for step, value in enumerate(curve):
+            writer.add_scalar("val/elbo", value, step)
+            writer.add_scalar("diagnostics/active_units", 2.0, step)
+        writer.close()
+        (folder / "samples" / "epoch_001").mkdir(parents=True)
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "samples" / "epoch_001" / "samples_comparison.png")
+
+
+def test_report_reads_evaluate_metrics_and_marks_unfinished_jobs(tmp_path):
+    fake_job(tmp_path / "0", ["seed=1", "prior=normal"],
+             {"status": "completed", "metrics": {"val/elbo": -150.0, "test/elbo": -151.0}},
+             evaluation(145.5, {"normal_0_1": 12.0, "aggregate_posterior": 3.0, "test": 0.0}))
+    fake_job(tmp_path / "1", ["seed=1", "prior=beta"],
+             {"status": "completed", "metrics": {"val/elbo": -140.0, "test/elbo": -141.0}},
+             evaluation(139.0, {"normal_0_1": 20.0, "gmm_10": 5.0, "test": 0.0}))
+    fake_job(tmp_path / "2", ["seed=1", "prior=gaussian"], None)
     (tmp_path / "multirun.yaml").write_text("{}\n")
 
-    rows = report.write_report(tmp_path, metric="eval/fid", ascending=True)
+    rows = report.write_report([tmp_path], metric="eval/fid/normal_0_1", ascending=True)
     assert [(r.job, r.status) for r in rows] == [("0", "completed"), ("1", "completed"), ("2", "unfinished")]
-    assert rows[0].metrics["eval/nll_iwae"] == 145.5 and "eval/exact" not in rows[0].metrics
+    assert rows[0].metrics["eval/nll_iwae"] == 145.5 and rows[0].metrics["eval/nll_exact"] == 144.5
     assert rows[0].varying == ["prior=normal"]
-    header = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| job"))
-    assert header == "| job | status | overrides | val/elbo | test/elbo | eval/fid | eval/nll_iwae | error |"
-    assert "| 2 | unfinished | prior=gaussian |" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| job | status"))
+    assert header == ("| job | status | overrides | val/elbo | test/elbo | eval/elbo | eval/nll_iwae | eval/nll_exact "
+                      "| eval/active_units | error |")
+    assert "| 2 | unfinished | prior=gaussian |" in text
+    # the per-sampler table: every sampler any job was scored on, the test set last
+    assert "| job | normal_0_1 | aggregate_posterior | gmm_10 | test |" in text
+    assert "| 0 | 12.00 / 0.9 / 2.00 | 3.00 / 0.9 / 2.00 |  | 0 / 0.9 / 2.00 |" in text
     with open(tmp_path / "report.csv") as f:
-        assert [r["eval/fid"] for r in csv.DictReader(f)] == ["12.0", "20.0", ""]
+        assert [r["eval/fid/normal_0_1"] for r in csv.DictReader(f)] == ["12.0", "20.0", ""]
+
+
+def test_report_over_several_multiruns_draws_curves_and_grids(tmp_path):
+    for sweep_name, prior in (("a", "normal"), ("b", "vamp")):
+        fake_job(tmp_path / sweep_name / "0", [f"prior={prior}"],
+                 {"status": "completed", "metrics": {"val/elbo": -150.0, "diagnostics/active_units": 2.0}},
+                 evaluation(140.0, {"normal_0_1": 10.0, "test": 0.0}), curve=[-170.0, -160.0, -150.0])
+    out = tmp_path / "out"
+    rows = report.write_report([tmp_path / "a", tmp_path / "b"], out=out)
+    assert sorted(r.job for r in rows) == ["a/0", "b/0"]
+    text = (out / "report.md").read_text()
+    assert "| val/elbo | diagnostics/active_units | eval/elbo |" in text
+    for name in ("report.png", "report_curves.png", "report_grids.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "](report_grids.png)" in text
+    curves = report.event_curves(tmp_path / "a" / "0", report.CURVES)
+    assert curves["val/elbo"] == [(0, -170.0), (1, -160.0), (2, -150.0)]
+    with Image.open(out / "report_grids.png") as grid:  # the red comparison figure is in it
+        assert (255 * 0.7 < np.asarray(grid.convert("RGB"))[..., 0]).any()
 
 
 def test_report_of_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import run_cli, scalars, tiny_overrides
 
-from vae_lightning.callbacks import CHECKPOINT_KEY
+from vae_lightning.checkpoint import CHECKPOINT_KEY
 from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.train import train
 
@@ -102,12 +102,12 @@ def test_missing_data_is_one_clear_error(tmp_path):
 
 
 def test_checkpoint_rebuilds_the_trained_module_without_data(mnist_root, tmp_path):
-    from vae_lightning.checkpoint import load_module
+    from vae_lightning.checkpoint import load_model
 
     assert run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
                    "test=false", "prior=gaussian").returncode == 0
     (run,) = (tmp_path / "train" / "runs").iterdir()
-    module = load_module(run)  # a run folder means its checkpoints/last.ckpt
+    module = load_model(run)  # a run folder means its checkpoints/last.ckpt
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert isinstance(module.prior, GaussianPrior) and (module.prior.loc, module.prior.scale) == (1.0, 2.0)
     assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())

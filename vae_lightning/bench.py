@@ -29,8 +29,8 @@ PYTORCH_NVML_BASED_CUDA_CHECK=1, which makes every Adam step load the NVML libra
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import math
 import resource
 import statistics
@@ -38,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from argparse import Namespace
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
@@ -52,11 +52,19 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from vae_lightning import metrics
+from vae_lightning import cli, metrics
+from vae_lightning.checkpoint import build_module
 from vae_lightning.config import CONF_DIR, compose_config
 from vae_lightning.data import DATASETS, MNISTDataModule, locate, split_indices
+from vae_lightning.errors import build
 from vae_lightning.train import cached_cuda_check, train
 
+EXAMPLES = (
+    "python -m vae_lightning.bench",
+    "python -m vae_lightning.bench --epochs 5 --repeats 3 data.root=/data/mnist",
+    "python -m vae_lightning.bench --breakdown --iwae-images 0",
+    "python -m vae_lightning.bench --repeats 1 data.batch_size=256 trainer.accelerator=cpu",
+)
 VARIANTS = ("a", "b", "c")
 NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline",
          "a_no_grid": "(a) without prior_grid", "a_lightning": "(a) Lightning alone"}
@@ -107,7 +115,7 @@ def bare_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
 def _networks(cfg: DictConfig) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
     """The config's encoder, decoder and optimizer, initialised from the config's seed like (a)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = instantiate(cfg.model, prior=instantiate(cfg.prior), likelihood=instantiate(cfg.likelihood))
+    module = build_module(cfg)
     return module.encoder, module.decoder, module.configure_optimizers()
 
 
@@ -138,7 +146,7 @@ class Bench:
         self.outside_epochs: list[float] = []  # seconds of each (a) run before and after its epochs
         cfg = self.config()
         self.cfg = cfg
-        dm: MNISTDataModule = instantiate(cfg.data)
+        dm: MNISTDataModule = build(cfg.data, "data")
         dm.prepare_data()
         dm.setup()
         self.train_images, self.val_images = dm.splits["train"].images, dm.splits["val"].images
@@ -158,6 +166,7 @@ class Bench:
         self.runs += 1
         cfg = compose_config("train", [*self.overrides, "test=false"], self.workdir / f"run_{self.runs}")
         with open_dict(cfg):
+            cfg.trainer.enable_model_summary = False  # the benchmark prints its own table only
             if change is not None:
                 change(cfg)
             cfg.callbacks = {**(cfg.callbacks or {}), "bench_timer": {"_target_": f"{__name__}.EpochTimer"}}
@@ -193,8 +202,7 @@ class Bench:
     def eval_throughput(self, iwae_images: int) -> dict[str, float]:
         """Images per second of the test-set ELBO (10k images, batches of 1000) and of IWAE with
         k=1000 on `iwae_images` images (evaluate's default batching), with the config's model."""
-        module = instantiate(self.cfg.model, prior=instantiate(self.cfg.prior),
-                             likelihood=instantiate(self.cfg.likelihood)).eval()
+        module = build_module(self.cfg).eval()
         images = self.val_images.repeat(2, 1, 1)  # 10k images, like the test set
         rates = {}
         with torch.no_grad():
@@ -239,8 +247,10 @@ def peak_memory_mb(variant: str, epochs: int, overrides: list[str]) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def argument_parser() -> cli.ArgumentParser:
+    """The command's flags; its help lists train's config groups, which the overrides choose from."""
+    groups = f"Overrides: those of python -m vae_lightning.train, e.g. its config groups\n{cli.command_groups('train')}"
+    parser = cli.ArgumentParser("python -m vae_lightning.bench", __doc__, EXAMPLES, groups=groups)
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each variant, alternating")
     parser.add_argument("--breakdown", action="store_true",
@@ -249,7 +259,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="images for the IWAE k=1000 throughput (0: skip it)")
     parser.add_argument("--only", choices=VARIANTS, help="run one variant and print its peak memory as JSON")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config, e.g. data.root=...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser()
     args = parser.parse_args(argv)
+    for flag, value, least in (("--epochs", args.epochs, 1), ("--repeats", args.repeats, 1),
+                               ("--iwae-images", args.iwae_images, 0)):
+        if value < least:
+            parser.error(f"{flag}={value} is invalid: must be an integer >= {least}")
+    # Lightning's own messages (devices found, seed, tips) would bury the table
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    cli.run_plain(lambda: benchmark(args))
+
+
+def benchmark(args: Namespace) -> None:
+    """Time the variants as `args` say and print the table."""
     variants = [*VARIANTS, *(BREAKDOWN if args.breakdown else [])]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.overrides, Path(tmp))
@@ -259,9 +286,11 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"peak_rss_mb": peak_memory_since_reset(reset)}))
             return
         times: dict[str, list[float]] = {v: [] for v in variants}
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             for variant in variants:
                 times[variant].append(statistics.fmean(bench.run(variant, args.epochs)))
+                print(f"run {repeat + 1}/{args.repeats} {NAMES[variant]}: {times[variant][-1]:.2f} s per epoch",
+                      file=sys.stderr)
         throughput = bench.eval_throughput(args.iwae_images)
     n_train = len(bench.train_images)
     median = {v: statistics.median(t) for v, t in times.items()}
@@ -280,7 +309,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name} throughput: {rate:.0f} images/s")
     if not all(math.isfinite(m) for m in median.values()):
         raise SystemExit("a variant produced no timing")
-
 
 if __name__ == "__main__":
     main()

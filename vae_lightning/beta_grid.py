@@ -13,12 +13,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from vae_lightning import cli
 from vae_lightning.errors import require
 from vae_lightning.plots import decoded_grid, panel_figure
 from vae_lightning.priors import BetaPrior
 from vae_lightning.sample import load_trained, write_png
 from vae_lightning.samplers import fixed_uniforms
-from vae_lightning.train import run_or_exit
+
+EXAMPLES = (
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}",
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN} 'alphas=[1,4]' 'betas=[1,2,3]' "
+    "n=16 nrow=4",
+    f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}/checkpoints/last.ckpt output=grid.png",
+)
 
 
 def beta_grid(cfg: DictConfig) -> Path:
@@ -41,8 +48,8 @@ def beta_grid(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="beta_grid")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(lambda: beta_grid(cfg))
+    cli.run_task(lambda: beta_grid(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)

@@ -1,5 +1,5 @@
-"""Lightning callbacks: the KL-weight schedule, the run's config inside its checkpoints, and the
-prior-comparison pictures."""
+"""Lightning callbacks: the KL-weight schedule and the prior-comparison pictures (the run's config
+inside its checkpoints is checkpoint.RunConfig)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor, nn
 
+from vae_lightning import metrics
 from vae_lightning.annealing import Schedule
 from vae_lightning.errors import UserError, require
 from vae_lightning.module import VAEModule
@@ -30,7 +31,7 @@ from vae_lightning.plots import (
     reconstruction_grid,
     scatter_figure,
 )
-from vae_lightning.priors import LatentDistribution, has_quantiles
+from vae_lightning.priors import LatentDistribution, has_quantiles, seeded
 from vae_lightning.samplers import (
     box_mass,
     build_samplers,
@@ -42,8 +43,6 @@ from vae_lightning.samplers import (
 )
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_KEY = "vae_lightning"
 
 
 class KLAnnealing(Callback):
@@ -96,19 +95,6 @@ class KLAnnealing(Callback):
             vars(self.schedule).update(state_dict["params"])
 
 
-class RunConfig(Callback):
-    """Stores the config sections that define the model (model, prior, data, annealing) in every
-    checkpoint, so that a checkpoint can be rebuilt without its run folder and checked against
-    the config of a resumed run."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.config
-
-
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[None]:
     """Eval mode and no gradients for the block; the module's previous mode afterwards."""
@@ -119,6 +105,74 @@ def evaluating(module: nn.Module) -> Iterator[None]:
             yield
     finally:
         module.train(was_training)
+
+
+class Diagnostics(Callback):
+    """Posterior-collapse diagnostics, once per validation epoch, on the first `n_images` validation images
+    (the loader is not shuffled: the same images every epoch), logged as epoch metrics:
+
+    - `diagnostics/active_units`: dimensions whose posterior mean varies over the images by more than
+      `active_units_threshold` (evaluate's threshold, metrics.ACTIVE_UNITS_THRESHOLD, by default);
+    - `diagnostics/mutual_information`: I(x; z) under q in nats (metrics.mutual_information; at most
+      log n_images);
+    - `diagnostics/kl/<i>`: the KL of dimension i, for the first `max_kl_dims` dimensions, when the
+      prior's KL is analytic per dimension (a Monte Carlo KL of the whole vector, mog and vamp, has no
+      per-dimension split). Above the cap the other dimensions are not logged (one log line says so);
+      evaluate reports every dimension.
+
+    The latent draw behind the estimate comes from a forked global RNG reseeded with `seed`, so training
+    is the same with and without this callback. Each process computes on its own validation images and
+    the values are averaged over processes.
+    """
+
+    def __init__(self, n_images: int = 1000, active_units_threshold: float = metrics.ACTIVE_UNITS_THRESHOLD,
+                 max_kl_dims: int = 16, seed: int = 0) -> None:
+        for key, value in (("n_images", n_images), ("max_kl_dims", max_kl_dims)):
+            require(isinstance(value, int) and value >= 1, key, value, "an integer >= 1")
+        require(active_units_threshold > 0, "active_units_threshold", active_units_threshold, "a number > 0")
+        self.n_images, self.threshold, self.max_kl_dims, self.seed = n_images, active_units_threshold, max_kl_dims, seed
+        self._images: list[Tensor] = []
+        self._said: set[str] = set()
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._images = []
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        missing = self.n_images - sum(len(x) for x in self._images)
+        if not trainer.sanity_checking and missing > 0:
+            self._images.append(batch[0][:missing])
+
+    def _say_once(self, message: str, *args: Any) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            log.info(message, *args)
+
+    def values(self, pl_module: VAEModule, x: Tensor) -> dict[str, float]:
+        """The diagnostics of images x under the module's current weights."""
+        with torch.no_grad():
+            q = pl_module.encode(x)
+            with seeded(self.seed, x.device):  # rsample: torch's `sample` raises on a non-finite scale
+                z = pl_module.prior.rsample_posterior(q)
+            count, _ = metrics.active_units(q.mean, self.threshold)
+            out = {"diagnostics/active_units": float(count),
+                   "diagnostics/mutual_information": metrics.mutual_information(q, z)}
+            kl = pl_module.prior.analytic_kl(q)
+        if kl is None:
+            self._say_once("diagnostics/kl/<i> not logged: the prior %s has no per-dimension KL", pl_module.prior.label)
+            return out
+        if pl_module.latent_dim > self.max_kl_dims:
+            self._say_once("diagnostics/kl/<i> logged for the first %d of %d dimensions (callbacks.diagnostics."
+                           "max_kl_dims)", self.max_kl_dims, pl_module.latent_dim)
+        per_dim = kl.double().mean(dim=0)[: self.max_kl_dims].tolist()
+        return {**out, **{f"diagnostics/kl/{i}": v for i, v in enumerate(per_dim)}}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self._images:
+            return
+        values = self.values(pl_module, torch.cat(self._images))
+        self._images = []
+        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=True)
 
 
 class PriorGrid(Callback):

@@ -1,25 +1,56 @@
-"""Reading checkpoints: the config stored in them and the run folder they belong to."""
+"""The checkpoint contract: which config sections a checkpoint stores, which must match to resume
+it, and building a module from them. train, evaluate, sample, bench and `load_model` all use it, so
+a checkpoint is a trained model that needs neither its run folder nor a dataset.
+"""
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import Callback
 
-from vae_lightning.callbacks import CHECKPOINT_KEY
-from vae_lightning.errors import UserError
+from vae_lightning.errors import UserError, build, require
 from vae_lightning.module import VAEModule
 
+# Where a checkpoint keeps its config sections
+CHECKPOINT_KEY = "vae_lightning"
+# Config sections that define what a checkpoint is; stored in it by RunConfig
+STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
 # Config keys a checkpoint must agree with to be resumed: they define its weights and what they mean
 # (model, prior, likelihood) or the curve it is on (the schedule's class; its parameters are restored
 # by KLAnnealing).
 MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
 # Sections added after checkpoints were first written, with what those checkpoints used.
 DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.likelihoods.Bernoulli"}}
+
+
+class RunConfig(Callback):
+    """Stores the config sections that define the model (STORED_SECTIONS) in every checkpoint, so
+    that a checkpoint can be rebuilt without its run folder and checked against the config of a
+    resumed run."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.config
+
+
+def build_module(sections: Mapping[str, Any]) -> VAEModule:
+    """The (untrained) VAE of a config's `model`, `prior` and `likelihood` sections: a command's composed
+    config or the sections stored in a checkpoint."""
+    latent_dim = sections["model"]["latent_dim"]
+    require(isinstance(latent_dim, int) and latent_dim >= 1, "model.latent_dim", latent_dim, "an integer >= 1")
+    return build(sections["model"], "model", prior=build(sections["prior"], "prior"),
+                 likelihood=build(sections["likelihood"], "likelihood"))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -85,16 +116,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_module(path: str | Path) -> VAEModule:
-    """The trained VAE of a checkpoint (or run folder), rebuilt from the config stored in it, in eval mode
-    on the CPU. Needs no dataset and no run folder."""
-    return module_from_checkpoint(load_checkpoint(resolve_checkpoint(path)))
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAEModule:
+    """The trained VAE of a checkpoint (or a run folder: its checkpoints/last.ckpt), rebuilt from the
+    config stored in it, in eval mode on `device`. Needs no dataset and no run folder; a missing,
+    truncated or foreign file raises the UserError the commands print.
+
+        >>> model = load_model("logs/train/runs/<timestamp>")
+        >>> images = model.sample(16)  # [16, 1, 28, 28] in [0, 1], from the model's prior
+    """
+    return module_from_checkpoint(load_checkpoint(resolve_checkpoint(path))).to(device)
 
 
 def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
     """The trained VAE of a loaded checkpoint (see `load_checkpoint`), in eval mode on the CPU."""
-    stored = checkpoint[CHECKPOINT_KEY]
-    module = instantiate(stored["model"], prior=instantiate(stored["prior"]),
-                         likelihood=instantiate(stored["likelihood"]))
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module = build_module(checkpoint[CHECKPOINT_KEY])
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError, InstantiationException) as err:
+        raise UserError(f"the checkpoint's weights do not fit the model its config describes ({type(err).__name__}); "
+                        "give a checkpoint written by this version of python -m vae_lightning.train") from err
     return module.eval()

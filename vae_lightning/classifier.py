@@ -29,15 +29,28 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.nn.functional import cross_entropy
 
+from vae_lightning import cli
 from vae_lightning.config import register_resolvers
 from vae_lightning.data import load_split, locate
-from vae_lightning.errors import UserError, exit_on_user_error, require
+from vae_lightning.errors import UserError, require
 from vae_lightning.metrics import Track, no_track, progress_bar
 from vae_lightning.priors import seeded
 from vae_lightning.reliability import write_atomically
 
 log = logging.getLogger(__name__)
 register_resolvers()
+
+# The classifier config's values, checked before any data is read (cli.check_settings); evaluate
+# uses the same `classifier` node.
+SETTINGS: dict[str, cli.Setting] = {
+    "classifier.epochs": cli.integer(1), "classifier.batch_size": cli.integer(1),
+    "classifier.lr": cli.number(0, above=True), "classifier.min_accuracy": cli.number(0, 1),
+}
+EXAMPLES = (
+    "python -m vae_lightning.classifier",
+    "python -m vae_lightning.classifier data.root=/data/mnist data.download=false",
+    "python -m vae_lightning.classifier data.dataset=fashion_mnist classifier.epochs=5 retrain=true",
+)
 
 
 class DigitClassifier(nn.Module):
@@ -177,13 +190,19 @@ def load_or_train(cfg: DictConfig, data_root: str | Path, dataset: str, download
     return model.eval(), {"path": str(path), "test_accuracy": test_accuracy, "data_sha256": data_sha}
 
 
+def train_command(cfg: DictConfig) -> dict[str, Any]:
+    """What `python -m vae_lightning.classifier` does: its settings checked, the classifier found in
+    the cache or trained now; returns its record."""
+    cli.check_settings(cfg, SETTINGS)
+    _, record = load_or_train(cfg.classifier, cfg.data.root, cfg.data.dataset, cfg.data.download,
+                              pick_device(cfg.device), cfg.retrain, track=progress_bar if cfg.progress else no_track)
+    return record
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
-        _, record = load_or_train(cfg.classifier, cfg.data_root, cfg.dataset, cfg.download, pick_device(cfg.device),
-                                  cfg.retrain, track=progress_bar if cfg.progress else no_track)
-        print(f"classifier: {record['path']}  test accuracy {record['test_accuracy']:.4f}")
-
+    record = cli.run_task(lambda: train_command(cfg))
+    print(f"classifier: {record['path']}  test accuracy {record['test_accuracy']:.4f}")
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from vae_lightning.errors import UserError
+from vae_lightning.errors import UserError, build, require
 from vae_lightning.likelihoods import Bernoulli, Likelihood
 from vae_lightning.networks import IMAGE_SHAPE
 from vae_lightning.priors import LatentDistribution
@@ -26,11 +28,20 @@ class VAEModule(L.LightningModule):
     the batch. Training minimises recon + kl_weight * kl, where `kl_weight` is set before every
     step by the KL-annealing callback. `elbo` = -(recon + kl) never carries the weight, so it is
     comparable across schedules and equals the usual ELBO in nats.
+
+    With `free_bits` = λ > 0 (Kingma et al. 2016, eq. 15) the loss's KL is instead
+    sum_g max(λ·d_g, mean over the batch of KL_g) over the prior's KL groups (`kl_terms`: each latent
+    dimension, d_g = 1, where the KL is analytic; else the whole vector, d_g = latent_dim): a group
+    whose batch-mean KL is below its floor gets no gradient from the KL. `kl` and `elbo` stay the
+    unclamped values; the validation and test `loss` use the same objective as training.
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
-                 optimizer: OptimizerFactory, latent_dim: int, likelihood: Likelihood | None = None) -> None:
+                 optimizer: OptimizerFactory, latent_dim: int, free_bits: float = 0.0,
+                 likelihood: Likelihood | None = None) -> None:
         super().__init__()
+        require(math.isfinite(free_bits) and free_bits >= 0, "free_bits", free_bits,
+                "a number of nats per latent dimension >= 0 (0: no free bits)")
         dims = {"model.latent_dim": latent_dim, "encoder": getattr(encoder, "latent_dim", latent_dim),
                 "decoder": getattr(decoder, "latent_dim", latent_dim), "prior": prior.latent_dim}
         if len(set(dims.values())) != 1:
@@ -39,7 +50,7 @@ class VAEModule(L.LightningModule):
         self.likelihood = likelihood or Bernoulli()
         prior.attach(encoder)  # the VampPrior's components are this encoder's posteriors
         self.optimizer_factory = optimizer
-        self.latent_dim = latent_dim
+        self.latent_dim, self.free_bits = latent_dim, float(free_bits)
         self.kl_weight = 1.0
         self._epoch_steps: list[tuple[Tensor, Tensor, Tensor, int]] = []  # (loss, recon, kl, images) per step
 
@@ -52,24 +63,47 @@ class VAEModule(L.LightningModule):
         """The posterior q(z|x) of images x [B, 1, 28, 28] (batch shape [B, latent_dim])."""
         return self.prior.posterior(self.encoder(x))
 
-    def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-image reconstruction [B] and KL(q(z|x) || p(z)) [B], in nats (the KL analytic where the
-        prior has it, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
+    def loss_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image reconstruction [B] and KL(q(z|x) || p(z)) in the prior's groups [B, G], in nats (per
+        dimension where the KL is analytic, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
         q = self.encode(x)
         z = self.prior.rsample_posterior(q)
         recon = -self.likelihood.log_prob(self.decoder(z), x)
-        return recon, self.prior.kl(q, z)
+        return recon, self.prior.kl_terms(q, z)
+
+    def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image reconstruction [B] and KL [B], in nats."""
+        recon, kl_terms = self.loss_parts(x)
+        return recon, kl_terms.sum(dim=-1)
+
+    def kl_for_loss(self, kl_terms: Tensor) -> Tensor:
+        """The batch's KL [B, G] as the loss counts it: the plain batch mean, or with free bits each group's
+        batch mean floored at free_bits x its dimensions (see the class docstring)."""
+        means = kl_terms.mean(dim=0)
+        if self.free_bits == 0:
+            return means.sum()
+        return means.clamp(min=self.free_bits * self.latent_dim / kl_terms.shape[-1]).sum()
 
     def decode(self, z: Tensor) -> Tensor:
         """Mean images E[x|z] in [0, 1] for latents z [..., latent_dim], shaped [..., 1, 28, 28]."""
         return self.likelihood.mean(self.decoder(z)).unflatten(-1, IMAGE_SHAPE)
 
+    @torch.no_grad()
+    def sample(self, n: int, sampler: LatentDistribution | Mapping[str, Any] | None = None, seed: int = 0) -> Tensor:
+        """Images [n, 1, 28, 28] in [0, 1]: decoder means of n seeded draws from `sampler`, by default
+        the model's prior; a config (`_target_`, e.g. conf/sampler/) is built at the model's latent size."""
+        if sampler is None:
+            sampler = self.prior
+        elif not isinstance(sampler, LatentDistribution):
+            sampler = build(sampler, "sampler", latent_dim=self.latent_dim)
+        return self.decode(sampler.to(self.device).sample(n, generator=torch.Generator().manual_seed(seed)))
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         """The batch's loss and its terms (logged under `<stage>/...`)."""
         x, _ = batch
-        recon_per_image, kl_per_image = self.loss_terms(x)
-        recon, kl = recon_per_image.mean(), kl_per_image.mean()
-        loss = recon + self.kl_weight * kl
+        recon_per_image, kl_terms = self.loss_parts(x)
+        recon, kl = recon_per_image.mean(), kl_terms.sum(dim=-1).mean()
+        loss = recon + self.kl_weight * self.kl_for_loss(kl_terms)
         terms = {"loss": loss, "recon": recon.detach(), "kl": kl.detach()}
         if stage == "train":
             self._log_train(terms, len(x))

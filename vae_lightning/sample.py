@@ -19,17 +19,29 @@ import hydra
 from omegaconf import DictConfig
 from torch import Tensor
 
-from vae_lightning.callbacks import CHECKPOINT_KEY
-from vae_lightning.checkpoint import load_checkpoint, module_from_checkpoint, resolve_checkpoint
+from vae_lightning import cli
+from vae_lightning.checkpoint import CHECKPOINT_KEY, load_checkpoint, module_from_checkpoint, resolve_checkpoint
+from vae_lightning.config import register_resolvers
 from vae_lightning.data import DataError
 from vae_lightning.errors import UserError, build, require
 from vae_lightning.module import VAEModule
 from vae_lightning.plots import decoded_grid, png_bytes
 from vae_lightning.priors import LatentDistribution
 from vae_lightning.samplers import fixed_noise, needs_fit
-from vae_lightning.train import run_or_exit
 
 log = logging.getLogger(__name__)
+register_resolvers()
+
+EXAMPLES = (
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN}",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=aggregate data.root=data",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=gaussian sampler.loc=1 "
+    "sampler.scale=2",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=4 sampler.beta=3 "
+    "n=100 nrow=10 output=beta_4_3.png",
+    f"python -m vae_lightning.sample -m ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=1,1.1,4 "
+    "sampler.beta=1,2",
+)
 
 
 def load_trained(cfg: DictConfig) -> tuple[VAEModule, dict[str, Any]]:
@@ -81,8 +93,8 @@ def sample(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(lambda: sample(cfg))
+    cli.run_task(lambda: sample(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, __doc__, EXAMPLES)

@@ -1,4 +1,5 @@
-"""What a run records for sweeps: its outcome, its hyperparameters, and its share of the CPU.
+"""A sweep's jobs: each records its outcome in its folder (`status.json`). (A job's threads and
+processes: parallelism.py; its hyperparameters in TensorBoard: hparams.py.)
 
 A multirun job never ends the sweep. Hydra's launchers catch an exception raised by a job, but the
 basic sweeper re-raises the first one after its batch, and a `SystemExit` (our one-line bad-input
@@ -13,26 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard.summary import hparams
+from omegaconf import DictConfig
 
-from vae_lightning.annealing import Schedule
-from vae_lightning.errors import UserError, require
-from vae_lightning.module import VAEModule
+from vae_lightning.errors import UserError
 from vae_lightning.reliability import write_atomically
 
 log = logging.getLogger(__name__)
@@ -116,90 +110,3 @@ class SweepSummary(Callback):
             for name, status in failed.items():
                 print(f"error: job {name} failed: {status['error']}", file=sys.stderr)
             raise SystemExit(1)
-
-
-def cpu_count() -> int:
-    """Cores this process may run on (a SLURM allocation or `taskset` can be fewer than the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def threads_for_job(setting: Any, launcher: Mapping[str, Any] | None, cores: int) -> int | None:
-    """Torch threads for one job; None leaves torch's default (one per core).
-
-    `setting` is the config's `threads`: an integer, null, or `auto`. `auto` shares the cores between
-    jobs that run at once: joblib's `n_jobs` of them (negative as joblib counts: -1 = one per core)
-    on this machine; submitit's `cpus_per_task` when set (each job's own allocation); otherwise
-    torch's default.
-    """
-    if setting != "auto":
-        require(setting is None or (isinstance(setting, int) and setting >= 1), "threads", setting,
-                "auto, null or an integer >= 1")
-        return setting
-    if launcher is None:
-        return None
-    if launcher.get("n_jobs") is not None:
-        n_jobs = int(launcher["n_jobs"])
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-        return max(1, cores // parallel)
-    if launcher.get("cpus_per_task"):
-        return int(launcher["cpus_per_task"])
-    return None
-
-
-def set_threads(setting: Any) -> None:
-    """Apply the config's `threads` (see `threads_for_job`); launchers only matter in a multirun."""
-    launcher = HydraConfig.get().launcher if in_multirun() else None
-    threads = threads_for_job(setting, launcher, cpu_count())
-    if threads is not None:
-        torch.set_num_threads(threads)
-        log.info("torch threads: %d (threads=%s)", threads, setting)
-
-
-def check_strategy(trainer: L.Trainer) -> None:
-    """Refuse Lightning's script-relaunching DDP inside a local multirun.
-
-    Lightning's `ddp` starts the other processes of a node by running the command line again; in a
-    multirun that command line is the whole sweep, so every job would start the sweep anew. On
-    SLURM the processes are started by `srun` instead, which is fine.
-    """
-    launcher = trainer.strategy.launcher
-    if (in_multirun() and isinstance(launcher, _SubprocessScriptLauncher) and launcher.num_processes > 1
-            and not launcher.cluster_environment.creates_processes_externally):
-        raise UserError("trainer.strategy=ddp cannot run inside a local multirun (Lightning restarts the command "
-                        "line in each process, which would restart the sweep); use trainer.strategy=ddp_spawn "
-                        "for a sweep, or ddp in a single run or under hydra/launcher=slurm")
-
-
-def hyperparameters(cfg: DictConfig, module: VAEModule, schedule: Schedule) -> dict[str, Any]:
-    """The run's hyperparameters for TensorBoard's HPARAMS tab: the prior and the KL schedule with their
-    parameters, the networks (kind, sizes, activation), the likelihood, latent size, learning rate, seed.
-
-    The same seven names for every run: TensorBoard takes the table's columns from the first run it
-    reads, so a per-family name such as `prior.alpha` would be missing whenever a normal-prior run
-    came first. The prior is its label (`Beta(4, 3)`), the schedule its repr with every parameter, the
-    model its networks' labels (`mlp 784-400-200-2 leaky_relu / mlp 2-200-400-784 leaky_relu`).
-    """
-    return {"prior": module.prior.label, "model": module.architecture, "likelihood": module.likelihood.name,
-            "annealing": repr(schedule), "latent_dim": cfg.model.latent_dim,
-            "lr": OmegaConf.select(cfg, "model.optimizer.lr"), "seed": cfg.seed}
-
-
-def log_hyperparameters(loggers: list[Logger], params: dict[str, Any], metrics: dict[str, float],
-                        step: int) -> None:
-    """Record `params` with the run's final validation and test metrics.
-
-    TensorBoard's HPARAMS tab reads the hyperparameters from the session summary written here and
-    each metric's value from the last point of the scalar with the same tag (`val/elbo`, ...),
-    which training already logged: no scalar point is written here (a repeated point would give a
-    resumed run's curves extra values). Called after training, so the logger's writer is closed
-    again afterwards.
-    """
-    final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            writer = logger.experiment._get_file_writer()  # the run's own events file, no subfolder
-            for summary in hparams(params, final):
-                writer.add_summary(summary, step)
-        else:
-            logger.log_hyperparams(params)
-        logger.finalize("success")

@@ -5,20 +5,16 @@ trainer from it, fits, then tests the best checkpoint. With `ckpt_path=<run>/che
 it resumes that run: the run's own saved config plus this command's overrides, same folder.
 
 Errors that are the user's to fix are one line `error: ...` and exit status 2; an interrupted run
-prints the command that resumes it and exits 130 (SIGINT) or 143 (SIGTERM).
+prints the command that resumes it and exits 130 (SIGINT) or 143 (SIGTERM) (see cli.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shlex
-import shutil
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import hydra
 import lightning as L
@@ -26,19 +22,30 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lightning import sweep
-from vae_lightning.callbacks import KLAnnealing, RunConfig
-from vae_lightning.checkpoint import check_compatible, load_checkpoint, run_dir_of
+from vae_lightning import cli, hparams, parallelism, sweep
+from vae_lightning.callbacks import KLAnnealing
+from vae_lightning.checkpoint import (
+    STORED_SECTIONS,
+    RunConfig,
+    build_module,
+    check_compatible,
+    load_checkpoint,
+    run_dir_of,
+)
 from vae_lightning.config import apply_overrides, latest_run_config, register_resolvers
-from vae_lightning.errors import Interrupted, RunStopped, build, exit_on_user_error, require, run_hydra_main
+from vae_lightning.errors import build
 from vae_lightning.reliability import AtomicCheckpointIO, NonFiniteGuard, RandomState
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 register_resolvers()
 
-# Config sections that define what a checkpoint is; stored in it (see callbacks.RunConfig).
-STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
+EXAMPLES = (
+    "python -m vae_lightning.train",
+    "python -m vae_lightning.train prior=beta prior.alpha=4 prior.beta=3 annealing=linear trainer.max_epochs=30",
+    "python -m vae_lightning.train experiment=study data.root=/data/mnist",
+    "python -m vae_lightning.train -m prior=normal,gaussian,beta seed=1,2,3",
+    f"python -m vae_lightning.train ckpt_path={cli.EXAMPLE_RUN}/checkpoints/last.ckpt trainer.max_epochs=40",
+)
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -62,19 +69,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) as `cfg` says; returns the final callback metrics as floats.
 
     Everything the user can get wrong is checked before the trainer exists and anything is
-    written: the checkpoint file, every parameter (by building its object), whether the
-    checkpoint fits the config, and the data files.
+    written: the Trainer's settings (cli.TRAINER_SETTINGS), the checkpoint file, every parameter
+    (by building its object), whether the checkpoint fits the config, and the data files.
     """
+    cli.check_settings(cfg, cli.TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    require(isinstance(cfg.model.latent_dim, int) and cfg.model.latent_dim >= 1, "model.latent_dim",
-            cfg.model.latent_dim, "an integer >= 1")
     stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
 
-    sweep.set_threads(cfg.get("threads", "auto"))
+    parallelism.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data, "data")
-    prior = build(cfg.prior, "prior")
-    module = build(cfg.model, "model", prior=prior, likelihood=build(cfg.likelihood, "likelihood"))
+    module = build_module(cfg)
     # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
     annealing = KLAnnealing(build(cfg.annealing, "annealing"))
     callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
@@ -87,7 +92,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                                plugins=[AtomicCheckpointIO()])
-    sweep.check_strategy(trainer)
+    parallelism.check_strategy(trainer)
 
     with cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
         if cfg.get("train"):
@@ -100,8 +105,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Testing %s", best or "the current weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    hparams = sweep.hyperparameters(cfg, module, annealing.schedule)
-    sweep.log_hyperparameters(trainer.loggers, hparams, metrics, trainer.global_step)
+    params = hparams.hyperparameters(cfg, module, annealing.schedule)
+    hparams.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
     return metrics
 
 
@@ -127,47 +132,15 @@ def cached_cuda_check(active: bool = True) -> Iterator[None]:
             os.environ[name] = saved
 
 
-def discard_unstarted_run() -> None:
-    """After a bad-input error: remove what Hydra created for this command (a new run folder, or
-    this resume's `.hydra/resume_*`), unless training already wrote checkpoints into it."""
-    hydra_cfg = HydraConfig.get()
-    output = Path(hydra_cfg.runtime.output_dir)
-    resumed = hydra_cfg.output_subdir != ".hydra"
-    target = output / hydra_cfg.output_subdir if resumed else output
-    if resumed or not (output / "checkpoints").exists():
-        logging.shutdown()  # release the job's log file before its folder goes
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def resume_command(ckpt_path: str) -> str:
-    """The command that resumes a checkpoint of a run folder (the folder holds the run's config)."""
-    return f"python -m vae_lightning.train {shlex.quote(f'ckpt_path={Path(ckpt_path).absolute()}')}"
-
-
-def run_or_exit(task: Callable[[], T]) -> T:
-    """Run a command's `task`; bad input ends it with one `error: ...` line and exit status 2
-    (the traceback only with HYDRA_FULL_ERROR=1), leaving no new run folder behind; an interrupted
-    or stopped run prints one line (with the command that resumes it) and exits non-zero."""
-    try:
-        with exit_on_user_error(cleanup=discard_unstarted_run):
-            return task()
-    except Interrupted as err:
-        print(f"{err}; resume with: {resume_command(err.ckpt_path)}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-    except RunStopped as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
     if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
         return sweep.optimized_value(sweep.run_job(lambda: train(resume_config(cfg))), cfg.get("optimized_metric"))
-    metrics = run_or_exit(lambda: train(resume_config(cfg)))
+    metrics = cli.run_task(lambda: train(resume_config(cfg)))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
 if __name__ == "__main__":
-    run_hydra_main(main)
+    cli.run(main, __doc__, EXAMPLES)

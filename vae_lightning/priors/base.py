@@ -9,9 +9,10 @@ Every latent distribution provides
   of the generator's seed alone and the global RNG is left untouched (fixed noise for pictures);
 - `posterior(params)`: its posterior family q(z|x) from the encoder's output [B, 2 * latent_dim], a
   `torch.distributions` object with batch shape [B, latent_dim] (independent dimensions);
-- `kl(q, z)`: KL(q || p) per image [B]. The default is analytic where torch has it for the pair
-  (`analytic_kl`), else the single-sample estimate log q(z|x) - log p(z) at the training draw z
-  (as in the VampPrior paper): unbiased, so the ELBO it gives is the usual Monte Carlo ELBO;
+- `kl_terms(q, z)`: KL(q || p) per image in groups [B, G] that sum to the KL: per dimension where it
+  is analytic (`analytic_kl`, G = latent_dim), else one group, the single-sample estimate
+  log q(z|x) - log p(z) at the training draw z (as in the VampPrior paper; G = 1): unbiased, so the
+  ELBO it gives is the usual Monte Carlo ELBO. Free bits apply per group; `kl(q, z)` is their sum;
 - `name` (tags, file names) and `label` (titles, HPARAMS).
 
 It may provide
@@ -104,12 +105,17 @@ class LatentDistribution(nn.Module):
         """KL(q || p) per latent dimension [B, latent_dim] where it has a closed form; None otherwise."""
         return None
 
-    def kl(self, q: Distribution, z: Tensor) -> Tensor:
-        """KL(q || p) per image [B]: analytic when available, else log q(z|x) - log p(z) at the draw z."""
+    def kl_terms(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q || p) per image and group [B, G]: per dimension when analytic, else one Monte Carlo group
+        log q(z|x) - log p(z) at the draw z."""
         analytic = self.analytic_kl(q)
         if analytic is not None:
-            return analytic.sum(dim=-1)
-        return q.log_prob(z).sum(dim=-1) - self.log_prob(z)
+            return analytic
+        return (q.log_prob(z).sum(dim=-1) - self.log_prob(z)).unsqueeze(-1)
+
+    def kl(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q || p) per image [B] (the sum of `kl_terms`)."""
+        return self.kl_terms(q, z).sum(dim=-1)
 
     def attach(self, encoder: nn.Module) -> None:
         """Told the model's encoder when the model is built; most distributions do not need it."""
