@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
 from conftest import run_cli, tiny_overrides
 
 from vae_lightning.bench import bare_loss
 from vae_lightning.module import VAEModule
-from vae_lightning.networks import MLPDecoder, MLPEncoder
+from vae_lightning.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from vae_lightning.priors import NormalPrior
 
 
-def test_bare_loop_loss_equals_the_module_loss():
-    """(a) and (b) compute the same objective for the same parameters, batch and noise."""
+@pytest.mark.parametrize(("encoder", "decoder"), [(MLPEncoder, MLPDecoder), (ConvEncoder, ConvDecoder)],
+                         ids=["mlp", "conv"])
+@pytest.mark.parametrize("shape", [(16, 1, 28, 28), (16, 28, 28)], ids=["images", "bare_batches"])
+def test_bare_loop_loss_equals_the_module_loss(encoder, decoder, shape):
+    """(a) and (b) compute the same objective for the same parameters, batch and noise, for the study's MLP
+    and for the conv variant (`bench model=conv`), from images as the datamodule or the bare loop serves them."""
     torch.manual_seed(0)
-    module = VAEModule(MLPEncoder(), MLPDecoder(), NormalPrior(2), torch.optim.Adam, latent_dim=2)
-    x = torch.rand(16, 1, 28, 28)
+    module = VAEModule(encoder(latent_dim=2), decoder(latent_dim=2), NormalPrior(2), torch.optim.Adam, latent_dim=2)
+    x = torch.rand(shape)
     torch.manual_seed(1)
-    recon, kl = module.loss_terms(x)
+    recon, kl = module.loss_terms(x.view(16, 1, 28, 28))
     ours = recon.mean() + kl.mean()
     torch.manual_seed(1)
     bare = bare_loss(module.encoder, module.decoder, x)

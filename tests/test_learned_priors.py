@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from test_metrics import binary_images, brute_force_log_px, tiny_decoder
+from test_metrics import binary_images, brute_force_log_px, tiny_decoder, tiny_vae
 from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
@@ -109,7 +109,8 @@ def test_mixture_nll_exact_matches_brute_force():
     axes = [torch.linspace(-14, 14, 801, dtype=F64)] * 2
     with torch.no_grad():
         expected = brute_force_log_px(decoder.double(), prior, x.double(), axes)
-        got, mass = metrics.exact_log_likelihood(x, decoder.float(), prior, points_per_dim=256, chunk_size=8192)
+        got, mass = metrics.exact_log_likelihood(tiny_vae(prior, decoder.float()), x, points_per_dim=256,
+                                                 chunk_size=8192)
     assert mass == pytest.approx(1.0, abs=1e-4)  # density x area over the components' boxes
     assert (got.double() - expected).abs().max() < 2e-3, (got, expected)
 
@@ -118,10 +119,10 @@ def test_iwae_uses_the_density_of_the_whole_latent_vector():
     """For a mixture prior the IWAE bound reaches the exact likelihood (a per-dimension log_prob would not)."""
     prior = trained_looking_mog(k=3)
     decoder, x = tiny_decoder(2).float(), binary_images().float()
-    encoder = nn.Linear(12, 4)
+    module = tiny_vae(prior, decoder, nn.Linear(12, 4))
     with torch.no_grad():
-        exact, _ = metrics.exact_log_likelihood(x, decoder, prior, points_per_dim=256, chunk_size=8192)
-        bound = metrics.iwae_log_likelihood(x, encoder, decoder, prior, [5000], chunk_size=1000, seed=0)[0]
+        exact, _ = metrics.exact_log_likelihood(module, x, points_per_dim=256, chunk_size=8192)
+        bound = metrics.iwae_log_likelihood(module, x, [5000], chunk_size=1000, seed=0)[0]
     assert (bound - exact).abs().max() < 0.05, (bound, exact)
 
 

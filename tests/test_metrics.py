@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Beta
+from torch.distributions import Bernoulli, Beta, ContinuousBernoulli, Distribution
 
-from vae_lightning import metrics
+from vae_lightning import likelihoods, metrics
+from vae_lightning.module import VAEModule
 from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.priors.factorised import beta_cdf, beta_icdf
 
@@ -67,12 +68,13 @@ def test_prior_grid_cells_carry_their_prior_mass(prior):
     assert log_w[9].exp() == pytest.approx(float(mass.prod()), rel=1e-5)
 
 
-def test_bernoulli_log_likelihoods_is_minus_bce_for_every_pair():
+def test_bernoulli_log_prob_pairs_is_minus_bce_for_every_pair():
     gen = torch.Generator().manual_seed(0)
     x, logits = torch.rand(5, 7, generator=gen), 3 * torch.randn(4, 7, generator=gen)
     expected = torch.stack([-nn.functional.binary_cross_entropy_with_logits(
         logits[g].expand(5, 7), x, reduction="none").sum(1) for g in range(4)], dim=1)
-    assert torch.allclose(metrics.bernoulli_log_likelihoods(x, logits), expected, atol=1e-5)
+    assert torch.allclose(likelihoods.Bernoulli().log_prob_pairs(x, logits), expected, atol=1e-5)
+    assert torch.allclose(likelihoods.Bernoulli().log_prob(logits[:, None], x), expected.T, atol=1e-5)
 
 
 def tiny_decoder(latent_dim: int, pixels: int = 12) -> nn.Module:
@@ -80,15 +82,24 @@ def tiny_decoder(latent_dim: int, pixels: int = 12) -> nn.Module:
     return nn.Sequential(nn.Linear(latent_dim, 8), nn.Tanh(), nn.Linear(8, pixels)).double()
 
 
+def tiny_vae(prior, decoder: nn.Module, encoder: nn.Module | None = None,
+             likelihood: likelihoods.Likelihood | None = None) -> VAEModule:
+    """A model around small test networks on 12-pixel images (metrics reach it only through its contracts)."""
+    encoder = encoder or nn.Linear(12, 2 * prior.latent_dim)
+    return VAEModule(encoder.to(next(decoder.parameters()).dtype), decoder, prior, None, prior.latent_dim,
+                     likelihood=likelihood)
+
+
 def binary_images(n: int = 6, pixels: int = 12) -> torch.Tensor:
     return (torch.rand(n, pixels, generator=torch.Generator().manual_seed(1)) > 0.5).double()
 
 
-def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[torch.Tensor]) -> torch.Tensor:
+def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[torch.Tensor],
+                       pixel: type[Distribution] = Bernoulli) -> torch.Tensor:
     """log p(x) by the trapezoid rule in z (not in quantile space) on a very fine grid, with
-    torch.distributions doing the densities: independent of the code under test."""
+    torch.distributions doing the densities (`pixel(logits=...)` per pixel): independent of the code under test."""
     z = torch.cartesian_prod(*axes).reshape(-1, len(axes))
-    log_joint = torch.cat([Bernoulli(logits=decoder(chunk)).log_prob(x[:, None]).sum(-1)
+    log_joint = torch.cat([pixel(logits=decoder(chunk)).log_prob(x[:, None]).sum(-1)
                            + prior.log_prob(chunk.float()).double()
                            for chunk in z.split(200_000)], dim=1)
     trapezoid = [torch.full((len(a),), (a[1] - a[0]).item(), dtype=F64) for a in axes]
@@ -107,20 +118,33 @@ def test_exact_log_likelihood_matches_brute_force(prior, axes, points):
     decoder, x = tiny_decoder(prior.latent_dim), binary_images()
     expected = brute_force_log_px(decoder, prior, x, axes)
     with torch.no_grad():
-        got, mass = metrics.exact_log_likelihood(x, decoder, prior, points_per_dim=points, chunk_size=10_000)
+        got, mass = metrics.exact_log_likelihood(tiny_vae(prior, decoder), x, points_per_dim=points, chunk_size=10_000)
     assert mass == pytest.approx(1.0, abs=1e-12)  # exact CDF masses: the weights sum to 1
     assert (got - expected).abs().max() < 1e-3, (got, expected)
+
+
+def test_exact_log_likelihood_under_the_continuous_bernoulli_matches_brute_force():
+    """Gray images under the continuous Bernoulli: the quadrature's pairwise likelihood is the normalised density."""
+    prior, decoder = NormalPrior(1), tiny_decoder(1)
+    x = torch.rand(6, 12, generator=torch.Generator().manual_seed(4), dtype=F64)
+    expected = brute_force_log_px(decoder, prior, x, [torch.linspace(-9, 9, 200_001, dtype=F64)], ContinuousBernoulli)
+    with torch.no_grad():
+        got, _ = metrics.exact_log_likelihood(tiny_vae(prior, decoder, likelihood=likelihoods.ContinuousBernoulli()),
+                                              x, points_per_dim=512, chunk_size=10_000)
+    assert (got - expected).abs().max() < 1e-3, (got, expected)
+    # and it is not the Bernoulli expression on the same gray pixels
+    bernoulli, _ = metrics.exact_log_likelihood(tiny_vae(prior, decoder), x, points_per_dim=512, chunk_size=10_000)
+    assert (bernoulli - expected).abs().min() > 1.0
 
 
 def test_iwae_bounds_are_nested_deterministic_and_reach_the_exact_likelihood():
     prior, decoder, x = NormalPrior(1), tiny_decoder(1), binary_images()
     decoder = decoder.float()
-    encoder = nn.Linear(12, 2)  # any q(z|x): the bound holds for every proposal
+    module = tiny_vae(prior, decoder, nn.Linear(12, 2))  # any q(z|x): the bound holds for every proposal
     with torch.no_grad():
-        exact, _ = metrics.exact_log_likelihood(x.float(), decoder, prior, points_per_dim=4096, chunk_size=4096)
-        bounds = metrics.iwae_log_likelihood(x.float(), encoder, decoder, prior, [1, 10, 100, 2000],
-                                             chunk_size=300, seed=7)
-        again = metrics.iwae_log_likelihood(x.float(), encoder, decoder, prior, [2000, 100], chunk_size=300, seed=7)
+        exact, _ = metrics.exact_log_likelihood(module, x.float(), points_per_dim=4096, chunk_size=4096)
+        bounds = metrics.iwae_log_likelihood(module, x.float(), [1, 10, 100, 2000], chunk_size=300, seed=7)
+        again = metrics.iwae_log_likelihood(module, x.float(), [2000, 100], chunk_size=300, seed=7)
     assert bounds.shape == (4, 6)
     assert torch.equal(again, bounds[2:])  # the same first k draws, whatever the other ks
     # a consistent estimator: with many samples it reaches log p(x) (from below, up to MC noise)

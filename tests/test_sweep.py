@@ -23,6 +23,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_lightning import hparams, parallelism, report, sweep
+from vae_lightning.checkpoint import build_module
 from vae_lightning.config import CONF_DIR
 from vae_lightning.data import EpochShuffle
 from vae_lightning.errors import ParameterError, UserError
@@ -96,7 +97,7 @@ def test_every_run_logs_hparams_with_its_final_metrics(sweep_2x2):
         content = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw)
                    for tag, raw in acc.PluginTagToContent("hparams").items()}
         hparams = content["_hparams_/session_start_info"].session_start_info.hparams
-        assert set(hparams) == {"prior", "annealing", "latent_dim", "lr", "seed"}  # the same columns for all
+        assert set(hparams) == {"prior", "model", "likelihood", "annealing", "latent_dim", "lr", "seed"}  # all runs
         prior = "Beta(1, 1)" if "prior=beta" in overrides_of(job) else "N(0, 1²)"
         schedule = "LinearWarmup(" if "annealing=linear" in overrides_of(job) else "Constant("
         assert hparams["prior"].string_value == prior
@@ -232,9 +233,10 @@ def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, t
 
 def test_hyperparameters_name_the_prior_and_schedule_with_their_parameters(compose_cfg):
     cfg = compose_cfg(["prior=beta_4_3", "annealing=cyclical", "model.latent_dim=8"])
-    prior, schedule = instantiate(cfg.prior), instantiate(cfg.annealing)
-    assert hparams.hyperparameters(cfg, prior, schedule) == {
-        "prior": "Beta(4, 3)", "latent_dim": 8, "lr": 1e-3, "seed": 12345,
+    module, schedule = build_module(cfg), instantiate(cfg.annealing)
+    assert hparams.hyperparameters(cfg, module, schedule) == {
+        "prior": "Beta(4, 3)", "latent_dim": 8, "lr": 1e-3, "seed": 12345, "likelihood": "bernoulli",
+        "model": "mlp 784-400-200-8 leaky_relu / mlp 8-200-400-784 leaky_relu",
         "annealing": f"Cyclical(max_weight=1.0, unit='epoch', total={cfg.trainer.max_epochs}.0, n_cycles=4, ratio=0.5)",
     }
 

@@ -15,6 +15,10 @@ images, as in (a). Variants alternate, `--repeats` times; each run's mean epoch 
 (a)/(b) and (c)/(a) of epoch time, the peak resident memory of each (measured in a fresh
 subprocess per variant), and evaluation throughput: the test ELBO and IWAE with k=1000.
 
+Any network: `python -m vae_lightning.bench model=conv` times the convolutional model, and (b) and (c)
+train the same `ConvEncoder`/`ConvDecoder` (built from the same config and seed) in the bare loop. The
+bare loop is the Bernoulli likelihood with the N(0, I) prior, the defaults.
+
 `--breakdown` adds two more versions of (a), to show what its time is spent on: without the
 prior-grid callback, and Lightning alone (no callbacks, logger, progress bar or checkpoints).
 
@@ -98,12 +102,12 @@ class EpochTimer(Callback):
 
 
 def bare_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
-    """The textbook negative ELBO of a Normal-prior VAE, written out without the project's classes:
-    BCE summed over pixels + analytic KL(N(mu, sigma^2) || N(0, 1)), both averaged over the batch."""
-    x = x.flatten(1)
-    mean, log_var = encoder(x).chunk(2, dim=1)
+    """The textbook negative ELBO of a Normal-prior VAE with a Bernoulli decoder, written out without the
+    project's classes: BCE summed over pixels + analytic KL(N(mu, sigma^2) || N(0, 1)), both averaged over
+    the batch. Images [B, 28, 28] or [B, 1, 28, 28] go to the encoder as [B, 1, 28, 28] (networks.py)."""
+    mean, log_var = encoder(x.view(len(x), 1, 28, 28)).chunk(2, dim=1)
     z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-    recon = binary_cross_entropy_with_logits(decoder(z), x, reduction="sum")
+    recon = binary_cross_entropy_with_logits(decoder(z), x.flatten(1), reduction="sum")
     kl = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp())
     return (recon + kl) / len(x)
 
@@ -211,8 +215,7 @@ class Bench:
                 x = images[:iwae_images].float().div_(255)
                 start = time.perf_counter()
                 for i, batch in enumerate(x.split(iwae.images_per_batch)):
-                    metrics.iwae_log_likelihood(batch, module.encoder, module.decoder, module.prior, [1000],
-                                                iwae.chunk_size, seed=i)
+                    metrics.iwae_log_likelihood(module, batch.unsqueeze(1), [1000], iwae.chunk_size, seed=i)
                 rates["IWAE k=1000"] = len(x) / (time.perf_counter() - start)
         return rates
 

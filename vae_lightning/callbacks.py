@@ -156,7 +156,7 @@ class Diagnostics(Callback):
                 # diverged weights: the NaN guard stops training on the loss; the diagnostics say NaN, not crash
                 return {"diagnostics/active_units": math.nan, "diagnostics/mutual_information": math.nan}
             with seeded(self.seed, x.device):
-                z = pl_module.prior.clamp_to_support(q.sample())
+                z = pl_module.prior.rsample_posterior(q)
             count, _ = metrics.active_units(q.mean, self.threshold)
             out = {"diagnostics/active_units": float(count),
                    "diagnostics/mutual_information": metrics.mutual_information(q, z)}

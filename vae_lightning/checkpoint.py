@@ -22,10 +22,13 @@ from vae_lightning.module import VAEModule
 # Where a checkpoint keeps its config sections
 CHECKPOINT_KEY = "vae_lightning"
 # Config sections that define what a checkpoint is; stored in it by RunConfig
-STORED_SECTIONS = ("model", "prior", "annealing", "data")
-# Config keys a checkpoint must agree with to be resumed: they define its weights (model, prior)
-# or the curve it is on (the schedule's class; its parameters are restored by KLAnnealing).
-MUST_MATCH = ("model", "prior", "annealing._target_")
+STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
+# Config keys a checkpoint must agree with to be resumed: they define its weights and what they mean
+# (model, prior, likelihood) or the curve it is on (the schedule's class; its parameters are restored
+# by KLAnnealing).
+MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
+# Sections added after checkpoints were first written, with what those checkpoints used.
+DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.likelihoods.Bernoulli"}}
 
 
 class RunConfig(Callback):
@@ -42,11 +45,12 @@ class RunConfig(Callback):
 
 
 def build_module(sections: Mapping[str, Any]) -> VAEModule:
-    """The (untrained) VAE of a config's `model` and `prior` sections: a command's composed config or
-    the sections stored in a checkpoint."""
+    """The (untrained) VAE of a config's `model`, `prior` and `likelihood` sections: a command's composed
+    config or the sections stored in a checkpoint."""
     latent_dim = sections["model"]["latent_dim"]
     require(isinstance(latent_dim, int) and latent_dim >= 1, "model.latent_dim", latent_dim, "an integer >= 1")
-    return build(sections["model"], "model", prior=build(sections["prior"], "prior"))
+    return build(sections["model"], "model", prior=build(sections["prior"], "prior"),
+                 likelihood=build(sections["likelihood"], "likelihood"))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -63,6 +67,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise UserError(f"ckpt_path={str(path)!r} is not a vae_lightning checkpoint (it stores no run config); "
                         "give a checkpoint written by python -m vae_lightning.train")
+    checkpoint[CHECKPOINT_KEY] = {**DEFAULT_SECTIONS, **checkpoint[CHECKPOINT_KEY]}
     return checkpoint
 
 
@@ -90,12 +95,12 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path) -> None:
-    """Raise UserError when the checkpoint's model or prior differs from the requested config."""
+    """Raise UserError when the checkpoint's model, prior or likelihood differs from the requested config."""
     stored = checkpoint[CHECKPOINT_KEY]
     diffs = [d for key in MUST_MATCH for d in _differences(_select(stored, key), _select(config, key), key)]
     if diffs:
-        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/schedule than requested: "
-                        f"{'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/likelihood/schedule than "
+                        f"requested: {'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
                         "ckpt_path")
 
 

@@ -72,8 +72,12 @@ def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]
     `composed` is what Hydra built from today's files plus the overrides; `base` is the saved
     config of the run being resumed. A group override (`prior=beta`) replaces the whole section,
     a value override (`trainer.max_epochs=30`) one key; everything else stays as the run had it.
+    Sections the saved config lacks (added to the project after the run started, e.g. `likelihood`)
+    are today's defaults, which the checkpoint contract assumes for them (checkpoint.DEFAULT_SECTIONS).
     """
     merged = base.copy()
+    for section in set(composed) - set(base):
+        merged[section] = composed[section]
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group.replace("/", ".")
         if key.split(".")[0] == "hydra":

@@ -39,6 +39,7 @@ from vae_lightning.config import register_resolvers
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.errors import UserError, build, require
 from vae_lightning.evaluation_report import N_CLASSES, TEST_ROW, log_tensorboard, report, save_figures, scalars
+from vae_lightning.likelihoods import Likelihood
 from vae_lightning.module import VAEModule
 from vae_lightning.priors import LatentDistribution, seeded
 from vae_lightning.reliability import write_atomically
@@ -115,8 +116,7 @@ def nll_iwae(module: VAEModule, x: Tensor, cfg: DictConfig, seed: int, track: me
     batches = x.split(cfg.images_per_batch)
     seeds = metrics.chunk_seeds(seed, len(batches))
     work = track(list(zip(batches, seeds, strict=True)), f"nll_iwae k={','.join(map(str, ks))}", len(batches))
-    bounds = [metrics.iwae_log_likelihood(batch, module.encoder, module.decoder, module.prior, ks, cfg.chunk_size, s)
-              for batch, s in work]
+    bounds = [metrics.iwae_log_likelihood(module, batch, ks, cfg.chunk_size, s) for batch, s in work]
     nll = -torch.cat(bounds, dim=1).double().mean(dim=1)
     return {str(k): float(v) for k, v in zip(ks, nll, strict=True)}
 
@@ -126,8 +126,7 @@ def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: metrics.Trac
     result changes by less than `cfg.tolerance`; reports the finest grid computed."""
     n, previous, change, image_change = cfg.points_per_dim, None, math.inf, math.inf
     while True:
-        log_px, mass = metrics.exact_log_likelihood(x, module.decoder, module.prior, n, cfg.chunk_size, cfg.tail,
-                                                    track)
+        log_px, mass = metrics.exact_log_likelihood(module, x, n, cfg.chunk_size, cfg.tail, track)
         nll = -log_px.double()
         if previous is not None:
             change, image_change = float((nll.mean() - previous.mean()).abs()), float((nll - previous).abs().max())
@@ -207,6 +206,19 @@ def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, b
 # --- the command ------------------------------------------------------------------------------
 
 
+def likelihood_units(pixel_likelihood: Likelihood, binarize: str) -> str:
+    """What the likelihood numbers are: a normalised likelihood of the binarized test images, a density of
+    gray images (continuous Bernoulli), or the Bernoulli expression on gray targets, which is neither."""
+    if binarize == "dynamic":
+        return f"{pixel_likelihood.name} log-likelihood of the binarized test images."
+    if pixel_likelihood.normalised_on_gray:
+        return (f"Grayscale targets under the {pixel_likelihood.name} likelihood: a normalised density of gray "
+                "images in [0, 1]^784 (nats), comparable with other densities of the same images.")
+    return (f"Grayscale targets: the {pixel_likelihood.name} 'likelihood' is -BCE against gray pixels (what the "
+            "model optimised), not a normalised density, so compare these numbers within this study only "
+            "(likelihood=continuous_bernoulli gives a density).")
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Everything `python -m vae_lightning.evaluate` computes and writes; returns metrics.json's content."""
     if not cfg.get("ckpt_path"):
@@ -234,11 +246,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                           data.fit_images(), cfg, track, timings)
     timings["sample_quality"] = time.perf_counter() - start
 
-    units = ("Bernoulli log-likelihood of the binarized test images." if data.binarize == "dynamic" else
-             "Grayscale targets: the 'likelihood' is -BCE against gray pixels (what the model optimised), not a "
-             "normalised density, so compare these numbers within this study only.")
+    units = likelihood_units(module.likelihood, data.binarize)
     results = {
         "checkpoint": str(ckpt), "global_step": step, "prior": module.prior.label, "latent_dim": module.latent_dim,
+        "model": module.architecture, "pixel_likelihood": module.likelihood.name,
         "data": {"dataset": data.dataset, "binarize": data.binarize, "n_images": len(x), "units": units},
         "active_units_threshold": cfg.active_units_threshold,
         "likelihood": lik,

@@ -76,7 +76,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of {results['checkpoint']}",
         "",
-        f"Prior {results['prior']}, latent_dim {results['latent_dim']}, global step {results['global_step']}; "
+        f"Prior {results['prior']}, latent_dim {results['latent_dim']}, networks {results['model']}, "
+        f"p(x|z) {results['pixel_likelihood']}, global step {results['global_step']}; "
         f"{results['data']['dataset']} test set, first {results['data']['n_images']} images, "
         f"binarize={results['data']['binarize']}. {results['data']['units']}",
         "",

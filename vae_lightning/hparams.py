@@ -10,18 +10,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams
 
 from vae_lightning.annealing import Schedule
-from vae_lightning.priors import LatentDistribution
+from vae_lightning.module import VAEModule
 
 
-def hyperparameters(cfg: DictConfig, prior: LatentDistribution, schedule: Schedule) -> dict[str, Any]:
+def hyperparameters(cfg: DictConfig, module: VAEModule, schedule: Schedule) -> dict[str, Any]:
     """The run's hyperparameters for TensorBoard's HPARAMS tab: the prior and the KL schedule with their
-    parameters, latent size, learning rate, seed.
+    parameters, the networks (kind, sizes, activation), the likelihood, latent size, learning rate, seed.
 
-    The same five names for every run: TensorBoard takes the table's columns from the first run it
+    The same seven names for every run: TensorBoard takes the table's columns from the first run it
     reads, so a per-family name such as `prior.alpha` would be missing whenever a normal-prior run
-    came first. The prior is its label (`Beta(4, 3)`), the schedule its repr with every parameter.
+    came first. The prior is its label (`Beta(4, 3)`), the schedule its repr with every parameter, the
+    model its networks' labels (`mlp 784-400-200-2 leaky_relu / mlp 2-200-400-784 leaky_relu`).
     """
-    return {"prior": prior.label, "annealing": repr(schedule), "latent_dim": cfg.model.latent_dim,
+    return {"prior": module.prior.label, "model": module.architecture, "likelihood": module.likelihood.name,
+            "annealing": repr(schedule), "latent_dim": cfg.model.latent_dim,
             "lr": OmegaConf.select(cfg, "model.optimizer.lr"), "seed": cfg.seed}
 
 

@@ -1,25 +1,29 @@
-"""Evaluation metrics as plain functions of tensors and networks: likelihood bounds, exact
+"""Evaluation metrics as plain functions of tensors and models: likelihood bounds, exact
 likelihood by quadrature, posterior-collapse diagnostics, and sample-quality scores.
 
-Likelihoods are in nats per image, for the Bernoulli decoder `p(x|z) = prod_i Bern(x_i; sigmoid(l_i))`
-evaluated as `-BCE(logits, x)` summed over pixels. For binary `x` this is a normalised likelihood;
-for grayscale targets (the study's `binarize=none`) it is the same expression, which is what the
-model optimised but not a normalised density of gray images.
+Likelihoods are in nats per image under the model's own p(x|z) (`module.likelihood`, likelihoods.py),
+and reach the model only through its contracts: `module.encode(x)` for q(z|x), `module.decoder` for
+logits [..., 784] at latents with any leading dimensions, `module.prior` for p(z). With the Bernoulli
+likelihood and binary x this is a normalised likelihood; on grayscale targets (the study's
+`binarize=none`) it is what the model optimised but not a normalised density of gray images, while the
+continuous Bernoulli is one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from rich.progress import track as rich_track
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
-from torch.nn.functional import binary_cross_entropy_with_logits, logsigmoid
 
 from vae_lightning.priors import LatentDistribution, has_quantiles, seeded
+
+if TYPE_CHECKING:
+    from vae_lightning.module import VAEModule
 
 T = TypeVar("T")
 # `track(iterable, description, total)`: wraps a long loop, e.g. in a progress bar
@@ -43,30 +47,19 @@ def chunk_seeds(seed: int, n: int) -> list[int]:
 # --- likelihood -------------------------------------------------------------------------------
 
 
-def bernoulli_log_likelihoods(x: Tensor, logits: Tensor) -> Tensor:
-    """log p(x_n | z_g) for every image n and latent g, shape [N, G], as one matrix product.
-
-    `x` [N, P] targets in [0, 1], `logits` [G, P] the decoder's output at G latents. Per pixel,
-    x log s(l) + (1 - x) log s(-l) = x (log s(l) - log s(-l)) + log s(-l), so the sum over pixels
-    is `x @ (log s(l) - log s(-l)).T + sum log s(-l)`: decoding each latent once serves all images.
-    """
-    log_on, log_off = logsigmoid(logits), logsigmoid(-logits)
-    return x @ (log_on - log_off).T + log_off.sum(dim=1)
-
-
-def log_marginal_on_grid(x: Tensor, decoder: nn.Module, z: Tensor, log_weights: Tensor, chunk_size: int,
+def log_marginal_on_grid(module: VAEModule, x: Tensor, z: Tensor, log_weights: Tensor, chunk_size: int,
                          track: Track = no_track) -> Tensor:
     """log sum_g w_g p(x_n | z_g) per image, [N]: a quadrature of p(x) = integral p(x|z) p(z) dz.
 
-    The grid is decoded `chunk_size` points at a time and the sum kept as a running log-sum-exp,
-    so memory is bounded by N x chunk_size whatever the grid size.
+    The grid is decoded `chunk_size` points at a time (each point once for all images, through the
+    likelihood's `log_prob_pairs`) and the sum kept as a running log-sum-exp, so memory is bounded by
+    N x chunk_size whatever the grid size.
     """
-    x = x.flatten(1)
     total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
     starts = range(0, len(z), chunk_size)
     for start in track(starts, f"exact NLL, {len(z)} grid points", len(starts)):
-        z_chunk = z[start:start + chunk_size].to(x)
-        log_p = bernoulli_log_likelihoods(x, decoder(z_chunk)) + log_weights[start:start + chunk_size].to(x)
+        logits = module.decoder(z[start:start + chunk_size].to(x))
+        log_p = module.likelihood.log_prob_pairs(x, logits) + log_weights[start:start + chunk_size].to(x)
         total = torch.logaddexp(total, torch.logsumexp(log_p, dim=1))
     return total
 
@@ -107,16 +100,15 @@ def prior_grid(prior: LatentDistribution, points_per_dim: int, tail: float = 1e-
     return z, log_density + log_area
 
 
-def exact_log_likelihood(x: Tensor, decoder: nn.Module, prior: LatentDistribution, points_per_dim: int,
-                         chunk_size: int, tail: float = 1e-9, track: Track = no_track) -> tuple[Tensor, float]:
+def exact_log_likelihood(module: VAEModule, x: Tensor, points_per_dim: int, chunk_size: int, tail: float = 1e-9,
+                         track: Track = no_track) -> tuple[Tensor, float]:
     """log p(x) per image [N] by quadrature on the prior's grid (see `prior_grid`), and the prior mass the
     grid holds (1 for a prior with quantiles; for others what the box and the midpoint rule capture)."""
-    z, log_weights = prior_grid(prior, points_per_dim, tail)
-    return log_marginal_on_grid(x, decoder, z, log_weights, chunk_size, track), float(log_weights.exp().sum())
+    z, log_weights = prior_grid(module.prior, points_per_dim, tail)
+    return log_marginal_on_grid(module, x, z, log_weights, chunk_size, track), float(log_weights.exp().sum())
 
 
-def iwae_log_likelihood(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
-                        ks: Sequence[int], chunk_size: int, seed: int) -> Tensor:
+def iwae_log_likelihood(module: VAEModule, x: Tensor, ks: Sequence[int], chunk_size: int, seed: int) -> Tensor:
     """The importance-weighted bound log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q(z|x), for each
     k in `ks`, shape [len(ks), B] in the order of `sorted(set(ks))` (Burda et al. 2016).
 
@@ -126,15 +118,13 @@ def iwae_log_likelihood(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior
     are the same whatever the other ks are (k = 1000 alone equals k = 1000 next to k = 5000).
     """
     ks = sorted(set(ks))
-    x = x.flatten(1)
-    q = prior.posterior(encoder(x))
+    prior, q = module.prior, module.encode(x)
     total = torch.full((len(x),), -math.inf, dtype=x.dtype, device=x.device)
     bounds = []
     for j, start in enumerate(range(0, ks[-1], chunk_size)):
         with seeded(seed + j, x.device):
             z = prior.clamp_to_support(q.sample((min(chunk_size, ks[-1] - start),)))  # [n, B, D]
-        logits = decoder(z)
-        log_px = -binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_px = module.likelihood.log_prob(module.decoder(z), x)  # [n, B]
         log_w = log_px + prior.log_prob(z) - q.log_prob(z).sum(-1)  # [n, B]: log p(z) of the whole vector
         for k in ks:
             if start < k <= start + len(z):

@@ -10,21 +10,24 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
-from torch.nn.functional import binary_cross_entropy_with_logits
 
 from vae_lightning.errors import UserError, build, require
+from vae_lightning.likelihoods import Bernoulli, Likelihood
+from vae_lightning.networks import IMAGE_SHAPE
 from vae_lightning.priors import LatentDistribution
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class VAEModule(L.LightningModule):
-    """Encoder -> posterior q(z|x) -> reparameterised z -> decoder -> Bernoulli logits.
+    """Encoder -> posterior q(z|x) -> reparameterised z -> decoder -> logits -> likelihood p(x|z).
 
-    Per image: recon = BCE summed over pixels, kl = KL(q || p) summed over latent dimensions;
-    both averaged over the batch. Training minimises recon + kl_weight * kl, where `kl_weight`
-    is set before every step by the KL-annealing callback. `elbo` = -(recon + kl) never carries
-    the weight, so it is comparable across schedules and equals the usual ELBO in nats.
+    The networks follow the shape contract of networks.py, the likelihood that of likelihoods.py
+    (default: the study's Bernoulli). Per image: recon = -log p(x|z) summed over pixels (for the
+    Bernoulli, BCE-with-logits), kl = KL(q || p) summed over latent dimensions; both averaged over
+    the batch. Training minimises recon + kl_weight * kl, where `kl_weight` is set before every
+    step by the KL-annealing callback. `elbo` = -(recon + kl) never carries the weight, so it is
+    comparable across schedules and equals the usual ELBO in nats.
 
     With `free_bits` = λ > 0 (Kingma et al. 2016, eq. 15) the loss's KL is instead
     sum_g max(λ·d_g, mean over the batch of KL_g) over the prior's KL groups (`kl_terms`: each latent
@@ -34,7 +37,8 @@ class VAEModule(L.LightningModule):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: LatentDistribution,
-                 optimizer: OptimizerFactory, latent_dim: int, free_bits: float = 0.0) -> None:
+                 optimizer: OptimizerFactory, latent_dim: int, free_bits: float = 0.0,
+                 likelihood: Likelihood | None = None) -> None:
         super().__init__()
         require(math.isfinite(free_bits) and free_bits >= 0, "free_bits", free_bits,
                 "a number of nats per latent dimension >= 0 (0: no free bits)")
@@ -43,11 +47,17 @@ class VAEModule(L.LightningModule):
         if len(set(dims.values())) != 1:
             raise UserError(f"latent sizes disagree: {dims}; set them all from model.latent_dim")
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.likelihood = likelihood or Bernoulli()
         prior.attach(encoder)  # the VampPrior's components are this encoder's posteriors
         self.optimizer_factory = optimizer
         self.latent_dim, self.free_bits = latent_dim, float(free_bits)
         self.kl_weight = 1.0
         self._epoch_steps: list[tuple[Tensor, Tensor, Tensor, int]] = []  # (loss, recon, kl, images) per step
+
+    @property
+    def architecture(self) -> str:
+        """The encoder's and decoder's `label` (else their class names), for HPARAMS and reports."""
+        return " / ".join(getattr(net, "label", type(net).__name__) for net in (self.encoder, self.decoder))
 
     def encode(self, x: Tensor) -> Distribution:
         """The posterior q(z|x) of images x [B, 1, 28, 28] (batch shape [B, latent_dim])."""
@@ -58,9 +68,7 @@ class VAEModule(L.LightningModule):
         dimension where the KL is analytic, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
         q = self.encode(x)
         z = self.prior.rsample_posterior(q)
-        logits = self.decoder(z)
-        target = x.flatten(1)
-        recon = binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)
+        recon = -self.likelihood.log_prob(self.decoder(z), x)
         return recon, self.prior.kl_terms(q, z)
 
     def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,8 +85,8 @@ class VAEModule(L.LightningModule):
         return means.clamp(min=self.free_bits * self.latent_dim / kl_terms.shape[-1]).sum()
 
     def decode(self, z: Tensor) -> Tensor:
-        """Pixel means in [0, 1] for latents z, shaped like the images [B, 1, 28, 28]."""
-        return torch.sigmoid(self.decoder(z)).view(z.shape[0], 1, 28, 28)
+        """Mean images E[x|z] in [0, 1] for latents z [..., latent_dim], shaped [..., 1, 28, 28]."""
+        return self.likelihood.mean(self.decoder(z)).unflatten(-1, IMAGE_SHAPE)
 
     @torch.no_grad()
     def sample(self, n: int, sampler: LatentDistribution | Mapping[str, Any] | None = None, seed: int = 0) -> Tensor:

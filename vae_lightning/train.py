@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("Testing %s", best or "the current weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    params = hparams.hyperparameters(cfg, module.prior, annealing.schedule)
+    params = hparams.hyperparameters(cfg, module, annealing.schedule)
     hparams.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
     return metrics
 
