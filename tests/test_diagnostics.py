@@ -137,3 +137,9 @@ def test_a_short_run_logs_the_diagnostics(compose_cfg, mnist_root, tmp_path):
                 "diagnostics/kl/2"):
         assert len(scalars(run, tag)) == 2, tag  # once per validation epoch (not in the sanity check)
         assert math.isfinite(metrics_out[tag])
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv", "gated", "iwae"])
+def test_every_model_takes_free_bits(compose_cfg, mnist_root, tmp_path, model):
+    cfg = compose_cfg(tiny_overrides(mnist_root, tmp_path) + [f"model={model}", "model.free_bits=0.5"])
+    assert build(cfg.model, "model", prior=build(cfg.prior, "prior")).free_bits == 0.5
