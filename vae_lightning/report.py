@@ -231,7 +231,8 @@ def plot_curves(rows: list[Row], path: Path) -> None:
     for ax, tag in zip(axes, CURVES, strict=True):
         ax.set(title=tag, xlabel="training step")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, loc="lower right")
+    if axes[0].lines:  # jobs without TensorBoard events draw nothing
+        axes[0].legend(fontsize=6, loc="lower right")
     fig.savefig(path, dpi=110)
 
 
