@@ -90,6 +90,40 @@ def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
                           text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
 
 
+def only_run(log_dir: Path) -> Path:
+    """The one run folder that `train` wrote under `log_dir`."""
+    (run,) = (log_dir / "train" / "runs").iterdir()
+    return run
+
+
+def train_run(data_root: Path, log_dir: Path, *extra: str) -> Path:
+    """`python -m vae_lightning.train` with `tiny_overrides` and `extra`; its run folder (the run must succeed)."""
+    result = run_cli("vae_lightning.train", *tiny_overrides(data_root, log_dir), *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run(log_dir)
+
+
+def assert_same_weights(run: Path, straight: Path, steps: int) -> None:
+    """`run` ended at `steps` optimizer steps with exactly the parameters of the uninterrupted `straight`."""
+    ours = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    theirs = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ours["global_step"] == theirs["global_step"] == steps
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    for key, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][key], value), key
+
+
+def config_on_searchpath(tmp_path: Path, group: str, name: str, text: str) -> tuple[str, dict[str, str]]:
+    """Put `<group>/<name>.yaml` in a temporary config folder: the override that adds it to Hydra's search path,
+    and the environment in which a `_target_` defined in a test module is importable by the commands."""
+    folder = tmp_path / "conf" / group
+    folder.mkdir(parents=True)
+    (folder / f"{name}.yaml").write_text(text)
+    tests = Path(__file__).resolve().parent
+    env = {"PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    return f"hydra.searchpath=[file://{tmp_path / 'conf'}]", env
+
+
 def scalars(run: Path, tag: str) -> dict[int, float]:
     """step -> value of a scalar tag, from all event files of a run's TensorBoard folder."""
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import run_cli, tiny_overrides
+from conftest import config_on_searchpath, run_cli, tiny_overrides
 from PIL import Image
 from test_classifier import TINY_CLASSIFIER
 from test_evaluate import QUICK
@@ -19,8 +17,6 @@ from torch import Tensor, nn
 
 from vae_lightning.checkpoint import load_model
 from vae_lightning.samplers import fixed_noise
-
-TESTS = Path(__file__).resolve().parent
 
 
 class PoolEncoder(nn.Module):
@@ -59,11 +55,7 @@ optimizer: {_target_: torch.optim.Adam, _partial_: true, lr: 1e-2}
 
 
 def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_path):
-    conf = tmp_path / "conf" / "model"
-    conf.mkdir(parents=True)
-    (conf / "pool.yaml").write_text(MODEL_YAML)
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    search, env = config_on_searchpath(tmp_path, "model", "pool", MODEL_YAML)
     logs = tmp_path / "logs"
     train = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, logs), search, "model=pool", "prior=vamp",
                     "prior.n_pseudo_inputs=20", "likelihood=continuous_bernoulli", "trainer.max_epochs=1",

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import torch
-from conftest import run_cli, tiny_overrides
+from conftest import config_on_searchpath, run_cli, tiny_overrides
 from test_classifier import TINY_CLASSIFIER
 from test_evaluate import QUICK
 from torch import Tensor
 from torch.distributions import Normal, StudentT
 
 from vae_lightning.priors import LatentDistribution, seeded
-
-TESTS = Path(__file__).resolve().parent
 
 
 class StudentTPrior(LatentDistribution):
@@ -51,12 +47,8 @@ class StudentTPrior(LatentDistribution):
 
 
 def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_path):
-    conf = tmp_path / "conf" / "prior"
-    conf.mkdir(parents=True)
-    (conf / "student_t.yaml").write_text("_target_: test_custom_prior.StudentTPrior\n"
-                                         "latent_dim: ${model.latent_dim}\ndf: 3.0\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    search, env = config_on_searchpath(tmp_path, "prior", "student_t", "_target_: test_custom_prior.StudentTPrior\n"
+                                       "latent_dim: ${model.latent_dim}\ndf: 3.0\n")
     logs = tmp_path / "logs"
     train = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, logs), search, "prior=student_t",
                     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, tiny_overrides
+from conftest import assert_same_weights, run_cli, tiny_overrides, train_run
 from PIL import Image
 from test_evaluate import QUICK, evaluate_cfg
 
@@ -20,24 +20,13 @@ from vae_lightning.samplers import fixed_noise
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false"]
 
 
-def only_run(log_dir: Path) -> Path:
-    (run,) = (log_dir / "train" / "runs").iterdir()
-    return run
-
-
-def train_cli(data: Path, log_dir: Path, *extra: str) -> Path:
-    result = run_cli("vae_lightning.train", *tiny_overrides(data, log_dir), *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return only_run(log_dir)
-
-
 @pytest.fixture(scope="module")
 def mog_runs(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two identical runs of a mog model (same seed) that also draw the fitted samplers every epoch."""
     runs = []
     for name in ("a", "b"):
         log_dir = tmp_path_factory.mktemp(f"mog_{name}")
-        runs.append(train_cli(mnist_root, log_dir, "prior=mog", "samplers=study_fitted", *FEW_STEPS,
+        runs.append(train_run(mnist_root, log_dir, "prior=mog", "samplers=study_fitted", *FEW_STEPS,
                               "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"))
     return runs[0], runs[1]
 
@@ -98,16 +87,12 @@ def test_sample_rebuilds_the_learned_prior_and_fits_samplers_from_data_root(mog_
 
 
 def test_mog_resume_is_bit_identical_and_a_changed_prior_is_refused(mnist_root, tmp_path):
-    straight = train_cli(mnist_root, tmp_path / "straight", "prior=mog", *FEW_STEPS)
-    first = train_cli(mnist_root, tmp_path / "resumed", "prior=mog", *FEW_STEPS[1:], "trainer.max_epochs=1")
+    straight = train_run(mnist_root, tmp_path / "straight", "prior=mog", *FEW_STEPS)
+    first = train_run(mnist_root, tmp_path / "resumed", "prior=mog", *FEW_STEPS[1:], "trainer.max_epochs=1")
     resumed = run_cli("vae_lightning.train", f"ckpt_path={first}/checkpoints/last.ckpt", "trainer.max_epochs=2",
                       f"paths.log_dir={tmp_path / 'resumed'}", f"data.root={mnist_root}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
-    b = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
-    assert a["global_step"] == b["global_step"] == 8
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert_same_weights(first, straight, 8)
     refused = run_cli("vae_lightning.train", f"ckpt_path={first}/checkpoints/last.ckpt", "trainer.max_epochs=3",
                       "prior=mog", "prior.n_components=5", f"paths.log_dir={tmp_path / 'resumed'}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

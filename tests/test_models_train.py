@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import torch
-from conftest import run_cli, tiny_overrides
+from conftest import assert_same_weights, run_cli, tiny_overrides, train_run
 from omegaconf import OmegaConf
 
 from vae_lightning import sweep
@@ -77,29 +77,18 @@ def test_vampprior_paper_experiment_composes_with_each_prior_and_trains(mnist_ro
         assert math.isfinite(json.loads((job / sweep.STATUS_FILE).read_text())["metrics"]["val/elbo"])
 
 
-def _train(data: Path, log_dir: Path, *extra: str) -> Path:
-    result = run_cli("vae_lightning.train", *tiny_overrides(data, log_dir), *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (log_dir / "train" / "runs").iterdir()
-    return run
-
-
 def test_conv_resume_is_bit_identical(mnist_root, tmp_path):
     """A conv run (narrower than the default, for time) interrupted after its first epoch and resumed from
     last.ckpt ends with exactly the weights of the run that was not interrupted; its likelihood, stored in the
     checkpoint, comes back too and must match on resume."""
     common = ["model=conv", "model.encoder.channels=[8,16]", "model.encoder.hidden_dims=[32]",
               "likelihood=continuous_bernoulli", "trainer.limit_train_batches=3", "test=false", "~callbacks.prior_grid"]
-    straight = _train(mnist_root, tmp_path / "straight", *common, "trainer.max_epochs=2")
-    first = _train(mnist_root, tmp_path / "resumed", *common, "trainer.max_epochs=1")
+    straight = train_run(mnist_root, tmp_path / "straight", *common, "trainer.max_epochs=2")
+    first = train_run(mnist_root, tmp_path / "resumed", *common, "trainer.max_epochs=1")
     resumed = run_cli("vae_lightning.train", f"ckpt_path={first}/checkpoints/last.ckpt", "trainer.max_epochs=2",
                       f"paths.log_dir={tmp_path / 'resumed'}", f"data.root={mnist_root}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
-    b = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
-    assert a["global_step"] == b["global_step"] == 6
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert_same_weights(first, straight, 6)
     module = load_model(first)
     assert isinstance(module.decoder, ConvDecoder) and isinstance(module.likelihood, ContinuousBernoulli)
     refused = run_cli("vae_lightning.train", f"ckpt_path={first}/checkpoints/last.ckpt", "trainer.max_epochs=3",

@@ -21,7 +21,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import N_TRAIN, make_mnist_root, run_cli, scalars, synthetic_digits, tiny_overrides, write_idx
+from conftest import (
+    N_TRAIN,
+    assert_same_weights,
+    make_mnist_root,
+    only_run,
+    run_cli,
+    scalars,
+    synthetic_digits,
+    tiny_overrides,
+    write_idx,
+)
 
 from vae_lightning.checkpoint import load_checkpoint
 from vae_lightning.config import PROJECT_ROOT
@@ -42,19 +52,9 @@ def overrides(data_root: Path, log_dir: Path) -> list[str]:
             f"trainer.max_epochs={EPOCHS}"]
 
 
-def only_run(log_dir: Path) -> Path:
-    (run,) = (log_dir / "train" / "runs").iterdir()
-    return run
-
-
 def assert_same_training(run: Path, straight: Path) -> None:
     """`run` ended exactly where the uninterrupted run did."""
-    ours = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    theirs = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ours["global_step"] == theirs["global_step"] == EPOCHS * STEPS_PER_EPOCH
-    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
-    for key, value in theirs["state_dict"].items():
-        assert torch.equal(ours["state_dict"][key], value), key
+    assert_same_weights(run, straight, EPOCHS * STEPS_PER_EPOCH)
     val = scalars(run, "val/elbo")
     assert len(val) == EPOCHS and val == scalars(straight, "val/elbo")
 
