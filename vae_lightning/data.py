@@ -246,6 +246,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
         self.binarize = binarize
         self.splits: dict[str, InMemoryBatches] = {}
+        self._fit_images: Tensor | None = None  # see fit_images
 
     def prepare_data(self) -> None:
         locate(self.root, self.dataset, self.download)
@@ -272,10 +273,13 @@ class MNISTDataModule(L.LightningDataModule):
 
     def fit_images(self) -> Tensor:
         """The training images [N, 28, 28] uint8 as the encoder sees them, for samplers fitted to a trained
-        model (samplers.py): gray, or for `binarize=dynamic` one fixed binarization (seed split_seed + 3)."""
-        self.setup("fit")
-        images = self.splits["train"].images
-        return binarize_once(images, self.split_seed + 3) if self.binarize == "dynamic" else images
+        model (samplers.py): gray, or for `binarize=dynamic` one fixed binarization (seed split_seed + 3),
+        drawn once and kept: the training pictures refit those samplers at every drawing."""
+        if self._fit_images is None:
+            self.setup("fit")
+            images = self.splits["train"].images
+            self._fit_images = binarize_once(images, self.split_seed + 3) if self.binarize == "dynamic" else images
+        return self._fit_images
 
     # Every loader gets a generator of its own: a DataLoader without one draws its base seed from
     # the global RNG each time it starts an epoch, which would shift the reparameterization and
