@@ -7,8 +7,9 @@ import re
 import pytest
 import torch
 from conftest import run_cli, tiny_overrides
+from omegaconf import OmegaConf
 
-from vae_lightning.bench import bare_loss
+from vae_lightning.bench import bare_loss, trainer_device
 from vae_lightning.module import VAEModule
 from vae_lightning.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from vae_lightning.priors import NormalPrior
@@ -52,3 +53,10 @@ def test_benchmark_runs_end_to_end_and_prints_ratios(mnist_root, tmp_path):
     # its own progress and table only: no model summary, no device report or tips from Lightning
     for noise in ("Total params", "GPU available", "Tip:", "Seed set"):
         assert noise not in out + result.stderr
+
+
+@pytest.mark.parametrize(("accelerator", "device"), [("cpu", "cpu"), ("gpu", "cuda"), ("cuda", "cuda"),
+                                                     ("auto", "cuda" if torch.cuda.is_available() else "cpu")])
+def test_the_bare_loops_run_where_the_trainer_runs(accelerator, device):
+    """(b), (c) and the throughput follow `trainer.accelerator`: a GPU (a) against a CPU (b) would be no ratio."""
+    assert trainer_device(OmegaConf.create({"trainer": {"accelerator": accelerator}})).type == device

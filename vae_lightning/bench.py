@@ -25,6 +25,10 @@ prior-grid callback, and Lightning alone (no callbacks, logger, progress bar or 
 (b) and (c) run as in a process that never imported Lightning: importing it sets
 PYTORCH_NVML_BASED_CUDA_CHECK=1, which makes every Adam step load the NVML library (see
 `train.cached_cuda_check`, which spares (a) that cost on the CPU).
+
+Device: (b), (c) and the throughput run where (a)'s Trainer runs: on the GPU under `trainer.accelerator=gpu`
+(or `auto` with CUDA present), with (b)'s images moved there once and (c)'s batches moved per step, as a
+conventional loop does; a GPU epoch ends with a synchronisation, so its time is the kernels' too.
 """
 
 from __future__ import annotations
@@ -112,28 +116,47 @@ def bare_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor) -> Tensor:
     return (recon + kl) / len(x)
 
 
-def _networks(cfg: DictConfig) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
-    """The config's encoder, decoder and optimizer, initialised from the config's seed like (a)."""
+def trainer_device(cfg: DictConfig) -> torch.device:
+    """The device (a)'s Trainer trains on: CUDA for `trainer.accelerator` gpu/cuda, or auto with CUDA present."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def _networks(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """The config's encoder, decoder and optimizer on `device`, initialised from the config's seed like (a)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_module(cfg)
+    module = build_module(cfg).to(device)
     return module.encoder, module.decoder, module.configure_optimizers()
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def plain_loop(cfg: DictConfig, batches: Callable[[], object], val_batches: Callable[[], object],
-               epochs: int) -> list[float]:
-    """Epoch times of the bare loop over `batches()` (uint8 or float image batches), with validation."""
-    encoder, decoder, optimizer = _networks(cfg)
+               epochs: int, device: torch.device) -> list[float]:
+    """Epoch times of the bare loop on `device` over `batches()` (uint8 or float image batches, moved to
+    `device` when not there), with validation."""
+    encoder, decoder, optimizer = _networks(cfg, device)
+
+    def loss(x: Tensor) -> Tensor:
+        x = x.to(device, non_blocking=True)
+        return bare_loss(encoder, decoder, x.float().div_(255) if x.dtype == torch.uint8 else x)
+
     times = []
     for _ in range(epochs):
+        _synchronize(device)
         start = time.perf_counter()
         for x in batches():
-            loss = bare_loss(encoder, decoder, x.float().div_(255) if x.dtype == torch.uint8 else x)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss(x).backward()
             optimizer.step()
         with torch.no_grad():
             for x in val_batches():
-                bare_loss(encoder, decoder, x.float().div_(255) if x.dtype == torch.uint8 else x)
+                loss(x)
+        _synchronize(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -151,6 +174,7 @@ class Bench:
         dm.setup()
         self.train_images, self.val_images = dm.splits["train"].images, dm.splits["val"].images
         self.batch_size, self.seed, self.datamodule = dm.batch_size, cfg.seed, dm
+        self.device = trainer_device(cfg)
 
     @cached_property
     def torchvision_splits(self) -> tuple[Subset, Subset]:
@@ -188,27 +212,33 @@ class Bench:
             return self._run_plain(variant, epochs)
 
     def _run_plain(self, variant: str, epochs: int) -> list[float]:
-        cfg = self.cfg
+        cfg, device = self.cfg, self.device
         if variant == "b":
             generator = torch.Generator().manual_seed(self.seed)
-            images, size = self.train_images, self.batch_size
-            order = lambda: torch.randperm(len(images), generator=generator).split(size)  # noqa: E731
-            return plain_loop(cfg, lambda: (images[i] for i in order()), lambda: self.val_images.split(1000), epochs)
+            images, size = self.train_images.to(device), self.batch_size
+            val_images = self.val_images.to(device)
+            order = lambda: torch.randperm(len(images), generator=generator).to(device).split(size)  # noqa: E731
+            return plain_loop(cfg, lambda: (images[i] for i in order()), lambda: val_images.split(1000), epochs,
+                              device)
         tv_train, tv_val = self.torchvision_splits
         train_loader = DataLoader(tv_train, batch_size=self.batch_size, shuffle=True)
         val_loader = DataLoader(tv_val, batch_size=1000)
-        return plain_loop(cfg, lambda: (x for x, _ in train_loader), lambda: (x for x, _ in val_loader), epochs)
+        return plain_loop(cfg, lambda: (x for x, _ in train_loader), lambda: (x for x, _ in val_loader), epochs,
+                          device)
 
     def eval_throughput(self, iwae_images: int) -> dict[str, float]:
         """Images per second of the test-set ELBO (10k images, batches of 1000) and of IWAE with
         k=1000 on `iwae_images` images (evaluate's default batching), with the config's model."""
-        module = build_module(self.cfg).eval()
-        images = self.val_images.repeat(2, 1, 1)  # 10k images, like the test set
+        device = self.device
+        module = build_module(self.cfg).to(device).eval()
+        images = self.val_images.repeat(2, 1, 1).to(device)  # 10k images, like the test set
         rates = {}
         with torch.no_grad():
+            _synchronize(device)
             start = time.perf_counter()
             for x in images.split(1000):
                 module.loss_terms(x.unsqueeze(1).float().div_(255))
+            _synchronize(device)
             rates["test ELBO"] = len(images) / (time.perf_counter() - start)
             if iwae_images > 0:
                 iwae = OmegaConf.load(CONF_DIR / "evaluate.yaml").iwae
@@ -216,6 +246,7 @@ class Bench:
                 start = time.perf_counter()
                 for i, batch in enumerate(x.split(iwae.images_per_batch)):
                     metrics.iwae_log_likelihood(module, batch.unsqueeze(1), [1000], iwae.chunk_size, seed=i)
+                _synchronize(device)
                 rates["IWAE k=1000"] = len(x) / (time.perf_counter() - start)
         return rates
 
@@ -295,8 +326,8 @@ def benchmark(args: Namespace) -> None:
     n_train = len(bench.train_images)
     median = {v: statistics.median(t) for v, t in times.items()}
     print(f"\n{n_train} training + {len(bench.val_images)} validation images per epoch, batch {bench.batch_size}, "
-          f"{torch.get_num_threads()} threads, {args.repeats} runs of {args.epochs} epoch(s) per variant, "
-          "epoch s = median over the runs of their mean epoch time")
+          f"{torch.get_num_threads()} threads, device {bench.device}, {args.repeats} runs of {args.epochs} epoch(s) "
+          "per variant, "          "epoch s = median over the runs of their mean epoch time")
     print(f"{'variant':28} {'epoch s (median)':>17} {'samples/s':>10} {'vs (b)':>7} {'peak RSS MB':>12}")
     for v in variants:
         memory = f"{peak_memory_mb(v, 1, args.overrides):12.0f}" if v in VARIANTS else f"{'-':>12}"

@@ -17,9 +17,11 @@ Every latent distribution provides
 
 It may provide
 - independent dimensions with a quantile function (`Quantiles`: `icdf(u)` and `cdf(z)` per
-  dimension, `analytic_kl(q)` per dimension). Code that lays a grid over quantiles, matches fixed
-  noise quantile by quantile or weights quadrature cells by exact CDF masses asks for this
-  capability with `has_quantiles(d)`, and falls back to `sample`/`log_prob` without it;
+  dimension, `analytic_kl(q)` per dimension; both take their input on any device and answer on
+  the input's device, so a prior moved to the GPU with its model takes the CPU's uniforms and grid
+  edges). Code that lays a grid over quantiles, matches fixed noise quantile by quantile or weights
+  quadrature cells by exact CDF masses asks for this capability with `has_quantiles(d)`, and falls
+  back to `sample`/`log_prob` without it;
 - `attach(encoder)`: called by the model with its own encoder (the VampPrior needs it);
 - `fit(module, images)`: samplers fitted to a trained model (samplers.py) implement it; code that
   draws from a sampler calls `fit` first when `samplers.needs_fit(s)`.

@@ -71,8 +71,10 @@ class Factorised(LatentDistribution):
             return self.clamp_to_support(dist.sample((n,)))
 
     def quantile(self, u: Tensor) -> Tensor:
-        """The quantile function per dimension, not clamped, in u's dtype (float64 for exact grids)."""
-        return _double(self.marginals()).icdf(u.double()).to(u.dtype)
+        """The quantile function per dimension, not clamped, in u's dtype and on u's device (computed in
+        float64 where the parameters are: a CUDA prior takes the CPU's uniforms)."""
+        marginals = _double(self.marginals())
+        return marginals.icdf(u.to(marginals.mean.device, torch.float64)).to(u.device, u.dtype)
 
     def icdf(self, u: Tensor) -> Tensor:
         """The quantile function per dimension: u in (0, 1)^[..., latent_dim] -> z, kept in the support.
@@ -81,10 +83,12 @@ class Factorised(LatentDistribution):
         draw of uniforms into fixed noise for any sampler (inverse-transform sampling), so that
         the same cell of every sampler's grid is the same quantile.
         """
-        return self.clamp_to_support(self.marginals().icdf(u))
+        return self.clamp_to_support(self.quantile(u))
 
     def cdf(self, z: Tensor) -> Tensor:
-        return _double(self.marginals()).cdf(z.double())
+        """P(Z_i <= z_i) per dimension, float64, on z's device (as `quantile`)."""
+        marginals = _double(self.marginals())
+        return marginals.cdf(z.to(marginals.mean.device, torch.float64)).to(z.device)
 
     def analytic_kl(self, q: Distribution) -> Tensor | None:
         try:
