@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,13 +249,17 @@ def plot_grids(rows: list[Row], path: Path, ncols: int = 4) -> bool:
     if not shown:
         return False
     nrows = -(-len(shown) // ncols)
-    fig = Figure(figsize=(5 * ncols, 4.6 * nrows), layout="constrained")
+    with Image.open(shown[0][1]) as image:
+        aspect = image.height / image.width
+    # a panel is 5 inches wide, as tall as the first figure's aspect asks, plus three lines of title
+    fig = Figure(figsize=(5 * ncols, (5 * aspect + 0.6) * nrows), layout="constrained")
     for k, (row, figure) in enumerate(shown):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         with Image.open(figure) as image:
             ax.imshow(image.convert("RGB"))
         ax.set_axis_off()
-        ax.set_title(f"{row.job}: {' '.join(row.varying)} ({figure.parent.name})", fontsize=9)
+        title = f"{row.job}: {' '.join(row.varying)} ({figure.parent.name})"
+        ax.set_title(textwrap.fill(title, width=60, max_lines=3), fontsize=9)
     fig.savefig(path, dpi=100)
     return True
 
