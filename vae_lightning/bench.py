@@ -327,7 +327,7 @@ def benchmark(args: Namespace) -> None:
     median = {v: statistics.median(t) for v, t in times.items()}
     print(f"\n{n_train} training + {len(bench.val_images)} validation images per epoch, batch {bench.batch_size}, "
           f"{torch.get_num_threads()} threads, device {bench.device}, {args.repeats} runs of {args.epochs} epoch(s) "
-          "per variant, "          "epoch s = median over the runs of their mean epoch time")
+          "per variant, epoch s = median over the runs of their mean epoch time")
     print(f"{'variant':28} {'epoch s (median)':>17} {'samples/s':>10} {'vs (b)':>7} {'peak RSS MB':>12}")
     for v in variants:
         memory = f"{peak_memory_mb(v, 1, args.overrides):12.0f}" if v in VARIANTS else f"{'-':>12}"
