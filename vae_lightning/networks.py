@@ -110,14 +110,14 @@ def conv_sizes(n_layers: int) -> list[int]:
     return sizes
 
 
-def _conv_label(channels: Sequence[int], hidden_dims: Sequence[int], latent_dim: int, activation: str) -> str:
-    return f"conv {'-'.join(map(str, channels))} fc {'-'.join(map(str, hidden_dims)) or '-'} z{latent_dim} {activation}"
-
-
-def _check_conv(channels: Sequence[int], hidden_dims: Sequence[int], latent_dim: int) -> None:
+def _conv_settings(channels: Sequence[int], hidden_dims: Sequence[int], latent_dim: int,
+                   activation: str) -> tuple[list[int], str]:
+    """The checked `channels` as a list and the label of a conv encoder or decoder with these settings."""
     _check_dims(hidden_dims, latent_dim)
     require(1 <= len(channels) <= 4 and all(c >= 1 for c in channels), "channels", list(channels),
             "a list of 1 to 4 integers >= 1 (each layer halves the side: 28, 14, 7, 3, 1)")
+    dense = "-".join(map(str, hidden_dims)) or "-"
+    return list(channels), f"conv {'-'.join(map(str, channels))} fc {dense} z{latent_dim} {activation}"
 
 
 class ConvEncoder(nn.Module):
@@ -127,10 +127,8 @@ class ConvEncoder(nn.Module):
     def __init__(self, latent_dim: int = 2, channels: Sequence[int] = (32, 64), hidden_dims: Sequence[int] = (256,),
                  negative_slope: float = 0.2, activation: str = "leaky_relu") -> None:
         super().__init__()
-        channels = list(channels)
-        _check_conv(channels, hidden_dims, latent_dim)
+        channels, self.label = _conv_settings(channels, hidden_dims, latent_dim, activation)
         self.latent_dim = latent_dim
-        self.label = _conv_label(channels, hidden_dims, latent_dim, activation)
         convs: list[nn.Module] = []
         for c_in, c_out in zip([IMAGE_SHAPE[0], *channels[:-1]], channels, strict=True):
             convs += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nonlinearity(activation, negative_slope)]
@@ -150,10 +148,8 @@ class ConvDecoder(nn.Module):
     def __init__(self, latent_dim: int = 2, channels: Sequence[int] = (32, 64), hidden_dims: Sequence[int] = (256,),
                  negative_slope: float = 0.2, activation: str = "leaky_relu") -> None:
         super().__init__()
-        channels = list(channels)
-        _check_conv(channels, hidden_dims, latent_dim)
+        channels, self.label = _conv_settings(channels, hidden_dims, latent_dim, activation)
         self.latent_dim = latent_dim
-        self.label = _conv_label(channels, hidden_dims, latent_dim, activation)
         sizes = conv_sizes(len(channels))
         side, reversed_channels = sizes[-1], channels[::-1]
         modules: list[nn.Module] = [
