@@ -149,5 +149,4 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, log_dir), "trainer.max_epochs=1",
                      "test=false", "~callbacks.prior_grid")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (log_dir / "train" / "runs").iterdir()
-    return run
+    return only_run(log_dir)

@@ -9,10 +9,9 @@ import math
 
 import numpy as np
 import torch
-from conftest import config_on_searchpath, run_cli, tiny_overrides
+from conftest import config_on_searchpath, only_run, run_cli, tiny_overrides
 from PIL import Image
-from test_classifier import TINY_CLASSIFIER
-from test_evaluate import QUICK
+from test_evaluate import QUICK, evaluate_overrides
 from torch import Tensor, nn
 
 from vae_lightning.checkpoint import load_model
@@ -62,14 +61,13 @@ def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_
                     "trainer.limit_train_batches=4", "test=false", "callbacks.prior_grid.n_samples=16",
                     "callbacks.prior_grid.scatter_points=64", env=env)
     assert train.returncode == 0, train.stderr[-3000:]
-    (run,) = (logs / "train" / "runs").iterdir()
+    run = only_run(logs)
     pictures = {p.name for p in (run / "samples" / "epoch_000").glob("*.png")}
     assert {"samples_vamp_20.png", "samples_comparison.png", "latent_manifold.png", "latent_scatter.png",
             "reconstructions.png"} <= pictures
 
     cache = tmp_path / "cache"
-    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data.root={mnist_root}", "data.download=false",
-                       "progress=false", *TINY_CLASSIFIER, f"classifier.cache_dir={cache}", *QUICK,
+    evaluate = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK,
                        "exact.points_per_dim=64", "exact.max_points_per_dim=128", "samplers=study",
                        "tensorboard=false", env={**env, "XDG_CACHE_HOME": str(cache)})
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]

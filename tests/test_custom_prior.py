@@ -8,9 +8,8 @@ import json
 import math
 
 import torch
-from conftest import config_on_searchpath, run_cli, tiny_overrides
-from test_classifier import TINY_CLASSIFIER
-from test_evaluate import QUICK
+from conftest import config_on_searchpath, only_run, run_cli, tiny_overrides
+from test_evaluate import QUICK, evaluate_overrides
 from torch import Tensor
 from torch.distributions import Normal, StudentT
 
@@ -54,14 +53,13 @@ def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_pa
                     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
                     "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16", env=env)
     assert train.returncode == 0, train.stderr[-3000:]
-    (run,) = (logs / "train" / "runs").iterdir()
+    run = only_run(logs)
     pictures = {p.name for p in (run / "samples" / "epoch_001").glob("*.png")}
     assert {"samples_student_t_3.png", "samples_comparison.png", "latent_manifold.png", "latent_scatter.png",
             "reconstructions.png"} <= pictures
 
     cache = tmp_path / "cache"
-    evaluate = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", f"data.root={mnist_root}", "data.download=false",
-                       "progress=false", *TINY_CLASSIFIER, f"classifier.cache_dir={cache}", *QUICK,
+    evaluate = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK,
                        "exact.points_per_dim=128", "exact.max_points_per_dim=256", "tensorboard=false",
                        env={**env, "XDG_CACHE_HOME": str(cache)})
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, tiny_overrides
+from conftest import only_run, run_cli, tiny_overrides
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -42,11 +42,11 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cach
     result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, log_dir), "trainer.max_epochs=5",
                      env={"XDG_CACHE_HOME": str(cache)})
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (log_dir / "train" / "runs").iterdir()
-    return run
+    return only_run(log_dir)
 
 
-def overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
+def evaluate_overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
+    """evaluate's overrides for a tiny run: its data, no progress bar, the tiny classifier cached under `cache`."""
     return [f"ckpt_path={run}", f"data.root={data_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER,
             f"classifier.cache_dir={cache / 'classifier'}"]
 
@@ -58,7 +58,7 @@ def evaluate_cfg(*extra: str) -> DictConfig:
 
 
 def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache):
-    cfg = evaluate_cfg(*overrides(trained_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
+    cfg = evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
     module = load_model(trained_run)
     x, _ = ev.test_set(torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
                        ["data"], cfg, torch.device("cpu"))
@@ -118,7 +118,7 @@ def sha256(path: Path) -> str:
 def test_evaluate_is_deterministic_and_only_reads_the_checkpoint(trained_run, mnist_root, cache, tmp_path):
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = (sha256(ckpt), ckpt.stat().st_mtime_ns)
-    results = [ev.evaluate(evaluate_cfg(*overrides(trained_run, mnist_root, cache), *QUICK,
+    results = [ev.evaluate(evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
                                         f"eval_dir={tmp_path / name}", "tensorboard=false"))
                for name in ("a", "b")]
     assert (sha256(ckpt), ckpt.stat().st_mtime_ns) == before
@@ -136,7 +136,7 @@ def scalar_tags(run: Path) -> set[str]:
 
 
 def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run, mnist_root, cache):
-    result = run_cli("vae_lightning.evaluate", *overrides(trained_run, mnist_root, cache), *QUICK,
+    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
                      env={"XDG_CACHE_HOME": str(cache)})
     assert result.returncode == 0, result.stderr[-3000:]
     out = trained_run / "eval"

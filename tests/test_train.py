@@ -7,7 +7,7 @@ import math
 import lightning as L
 import pytest
 import torch
-from conftest import run_cli, scalars, tiny_overrides
+from conftest import only_run, run_cli, scalars, tiny_overrides
 
 from vae_lightning.checkpoint import CHECKPOINT_KEY
 from vae_lightning.priors import BetaPrior, GaussianPrior, NormalPrior
@@ -50,7 +50,7 @@ def test_cli_run_writes_config_events_and_checkpoints(mnist_root, tmp_path):
     result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=2",
                      "prior=beta", "prior.alpha=4", "prior.beta=3")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (tmp_path / "train" / "runs").iterdir()
+    run = only_run(tmp_path)
     assert (run / ".hydra" / "config.yaml").is_file()
     assert "alpha: 4" in (run / ".hydra" / "config.yaml").read_text()
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -74,7 +74,7 @@ def test_resume_continues_the_same_run_and_curve(mnist_root, tmp_path):
     resumed = tmp_path / "resumed"
     first = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, resumed), *annealing, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]
-    (run,) = (resumed / "train" / "runs").iterdir()
+    run = only_run(resumed)
     original_config = (run / ".hydra" / "config.yaml").read_text()
     # Resume with only the data/log paths and the new epoch count: the rest (linear, warmup=25)
     # must come from the run's own config, not from today's defaults (constant).
@@ -106,7 +106,7 @@ def test_checkpoint_rebuilds_the_trained_module_without_data(mnist_root, tmp_pat
 
     assert run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
                    "test=false", "prior=gaussian").returncode == 0
-    (run,) = (tmp_path / "train" / "runs").iterdir()
+    run = only_run(tmp_path)
     module = load_model(run)  # a run folder means its checkpoints/last.ckpt
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert isinstance(module.prior, GaussianPrior) and (module.prior.loc, module.prior.scale) == (1.0, 2.0)
