@@ -7,18 +7,15 @@ moves only because the parameters do.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lightning import cli
-from vae_lightning.errors import require
-from vae_lightning.plots import decoded_grid, panel_figure
-from vae_lightning.priors import BetaPrior
-from vae_lightning.sample import load_trained, write_png
-from vae_lightning.samplers import fixed_uniforms
+from vae_lightning.runs.folders import register_resolvers
+
+register_resolvers()
 
 EXAMPLES = (
     f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}",
@@ -30,11 +27,16 @@ EXAMPLES = (
 
 def beta_grid(cfg: DictConfig) -> Path:
     """Write the alphas x betas figure of the checkpoint's samples."""
-    for key in ("alphas", "betas"):
-        values = list(cfg[key]) if cfg[key] is not None else []
-        require(len(values) > 0 and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values),
-                key, values, "a non-empty list of numbers > 0, e.g. [1,1.1,4]")
-    module, _ = load_trained(cfg)
+    from vae_lightning.core.checks import COUNT, POSITIVE, check_settings, list_of
+    from vae_lightning.latent import BetaPrior
+    from vae_lightning.latent.geometry import fixed_uniforms
+    from vae_lightning.pictures import decoded_grid, panel_figure, write_png
+    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained
+
+    parameters = list_of(POSITIVE, what="a non-empty list of numbers > 0, e.g. [1,1.1,4]")
+    check_settings(cfg, {"alphas": parameters, "betas": parameters, "ckpt_path": CKPT_PATH, "n": COUNT,
+                         "nrow": COUNT})
+    module, _, _ = load_trained(cfg.ckpt_path)
     u = fixed_uniforms(cfg.n, module.latent_dim, cfg.seed)
     panels = []
     for alpha in cfg.alphas:
@@ -43,7 +45,7 @@ def beta_grid(cfg: DictConfig) -> Path:
             panels.append((sampler.label, decoded_grid(module, sampler.icdf(u), cfg.nrow)))
     figure = panel_figure(panels, ncols=len(cfg.betas),
                           title="Beta(α, β) samples: rows α, columns β, the same quantiles in every panel")
-    return write_png(figure, cfg.output, Path(cfg.paths.output_dir) / "beta_grid.png")
+    return write_png(figure, Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / "beta_grid.png")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="beta_grid")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 import shlex
@@ -29,11 +28,11 @@ from typing import Any, NoReturn, TypeVar
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from vae_lightning.config import CONF_DIR, RESUME_PREFIX
-from vae_lightning.errors import Interrupted, RunStopped, UserError, require
+from vae_lightning.core.errors import Interrupted, RunStopped, UserError
+from vae_lightning.runs.folders import CONF_DIR, RESUME_PREFIX
 
 T = TypeVar("T")
 
@@ -53,65 +52,6 @@ def fail(message: str) -> NoReturn:
     """End the command: one line `error: <message>` on stderr, exit status 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-# A check of a config value, and what it accepts (for the error message)
-Setting = tuple[Callable[[Any], bool], str]
-_ABSENT = object()
-
-
-def _is_integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def integer(least: int, note: str = "", null: bool = False) -> Setting:
-    """An integer >= `least` (`null`: or None); `note` explains special values."""
-    return ((lambda v: (null and v is None) or (_is_integer(v) and v >= least)),
-            f"an integer >= {least}{note}{' or null' if null else ''}")
-
-
-def number(low: float, high: float = math.inf, above: bool = False) -> Setting:
-    """A finite number in [low, high] (`above`: > low)."""
-    def ok(v: Any) -> bool:
-        return (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                and (v > low if above else v >= low) and v <= high)
-    return ok, f"a number {'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
-
-
-def _fraction_or_count(v: Any) -> bool:
-    """Lightning's `limit_*_batches`: a share of the batches in [0, 1] (float) or a number of batches (int)."""
-    return (_is_integer(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)
-
-
-_BATCHES: Setting = (_fraction_or_count, "a fraction in [0, 1] or a number of batches >= 0")
-
-# Lightning Trainer arguments checked before anything is built: Lightning itself finds a bad value
-# late (after data and model exist) or only as an assertion inside its loops.
-TRAINER_SETTINGS: dict[str, Setting] = {
-    "trainer.max_epochs": integer(-1, " (-1: no limit)", null=True),
-    "trainer.min_epochs": integer(0, null=True),
-    "trainer.max_steps": integer(-1, " (-1: no limit)"),
-    "trainer.devices": (lambda v: v == "auto" or (_is_integer(v) and (v >= 1 or v == -1))
-                        or (isinstance(v, list) and len(v) > 0 and all(_is_integer(i) and i >= 0 for i in v)),
-                        "an integer >= 1, -1 (all), auto, or a list of device indices such as [0,1]"),
-    "trainer.num_nodes": integer(1),
-    "trainer.limit_train_batches": _BATCHES,
-    "trainer.limit_val_batches": _BATCHES,
-    "trainer.limit_test_batches": _BATCHES,
-    "trainer.check_val_every_n_epoch": integer(1, null=True),
-    "trainer.log_every_n_steps": integer(0),
-    "trainer.accumulate_grad_batches": integer(1),
-}
-
-
-def check_settings(cfg: DictConfig, settings: Mapping[str, Setting]) -> None:
-    """Raise ParameterError naming the first key of `settings` whose value in `cfg` it does not
-    accept; keys that `cfg` does not have are skipped."""
-    for key, (ok, accepted) in settings.items():
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is not _ABSENT:
-            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            require(ok(value), key, value, accepted)
 
 
 def hydra_error_line(err: Exception) -> str:

@@ -1,0 +1,116 @@
+"""Running the commands as a user does, with the real config, and reading what they wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vae_lightning.runs.folders import CONF_DIR, PROJECT_ROOT, register_resolvers
+
+HELPERS = Path(__file__).resolve().parent
+# a classifier that learns the synthetic digits (10 noisy templates) in a second
+TINY_CLASSIFIER = ["classifier.model.channels=[4,8]", "classifier.model.features=16", "classifier.epochs=6",
+                   "classifier.batch_size=32", "classifier.lr=1e-2", "classifier.min_accuracy=0.9"]
+# evaluate small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
+QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
+
+
+def tiny_overrides(data_root: Path, log_dir: Path) -> list[str]:
+    """Overrides that make the real config train in seconds on the synthetic data."""
+    return [
+        f"data.root={data_root}", "data.val_size=64", "data.batch_size=32", "data.eval_batch_size=64",
+        "data.download=false", f"paths.log_dir={log_dir}", "trainer.accelerator=cpu",
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=5",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+
+
+def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> overrides...` in a subprocess, from the repository root.
+
+    One torch thread unless the environment or `env` sets OMP_NUM_THREADS: the tests' tiny matrix
+    products gain nothing from a second thread, and on a loaded 2-core machine the spinning second
+    OpenMP thread of each run made the suite several times slower."""
+    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+
+
+def only_run(log_dir: Path) -> Path:
+    """The one run folder that `train` wrote under `log_dir`."""
+    (run,) = (log_dir / "train" / "runs").iterdir()
+    return run
+
+
+def train_run(data_root: Path, log_dir: Path, *extra: str) -> Path:
+    """`python -m vae_lightning.train` with `tiny_overrides` and `extra`; its run folder (the run must succeed)."""
+    result = run_cli("vae_lightning.train", *tiny_overrides(data_root, log_dir), *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run(log_dir)
+
+
+def assert_same_weights(run: Path, straight: Path, steps: int) -> None:
+    """`run` ended at `steps` optimizer steps with exactly the parameters of the uninterrupted `straight`."""
+    ours = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    theirs = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ours["global_step"] == theirs["global_step"] == steps
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    for key, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][key], value), key
+
+
+def config_on_searchpath(tmp_path: Path, group: str, name: str, text: str,
+                         module_file: str) -> tuple[str, dict[str, str]]:
+    """Put `<group>/<name>.yaml` in a temporary config folder: the override that adds it to Hydra's search path,
+    and the environment in which a `_target_` defined in the test module `module_file` (its `__file__`) is
+    importable by the commands."""
+    folder = tmp_path / "conf" / group
+    folder.mkdir(parents=True)
+    (folder / f"{name}.yaml").write_text(text)
+    folders = [str(Path(module_file).resolve().parent), str(HELPERS.parent)]  # the module, and what it imports
+    env = {"PYTHONPATH": os.pathsep.join([*folders, os.environ.get("PYTHONPATH", "")])}
+    return f"hydra.searchpath=[file://{tmp_path / 'conf'}]", env
+
+
+def scalars(run: Path, tag: str) -> dict[int, float]:
+    """step -> value of a scalar tag, from all event files of a run's TensorBoard folder."""
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)} if tag in acc.Tags()["scalars"] else {}
+
+
+def run_commands(*cases: tuple[str, list[str]], env: dict[str, str] | None = None,
+                 timeout: float = 300) -> list[dict[str, object]]:
+    """`run_cli` for many (module, args) at once: each runs in its own forked process (see
+    tests/helpers/run_commands.py), paying the imports once; returns {"rc", "stdout", "stderr"} per case."""
+    result = subprocess.run([sys.executable, str(HELPERS / "run_commands.py")], cwd=PROJECT_ROOT,
+                            input=json.dumps([[module, list(args)] for module, args in cases]), capture_output=True,
+                            text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def evaluate_overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
+    """evaluate's overrides for a tiny run: its data, no progress bar, the tiny classifier cached under `cache`."""
+    return [f"ckpt_path={run}", f"data.root={data_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER,
+            f"classifier.cache_dir={cache / 'classifier'}"]
+
+
+def compose_plain(config_name: str, *overrides: str) -> DictConfig:
+    """A command's config composed with `overrides`, without Hydra's runtime (for library calls)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def evaluate_cfg(*overrides: str) -> DictConfig:
+    """evaluate's config composed with `overrides` (for calling the evaluation library directly)."""
+    return compose_plain("evaluate", *overrides)

@@ -1,0 +1,174 @@
+"""evaluate through the real config, on a VAE briefly trained on the tiny synthetic data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.commands import TINY_CLASSIFIER, only_run, run_cli, tiny_overrides
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard.summary import hparams
+
+from vae_lightning.core.errors import UserError
+from vae_lightning.core.progress import no_track
+from vae_lightning.evaluation.likelihood import likelihood_metrics
+from vae_lightning.evaluation.pipeline import evaluate_checkpoint, load_test_set
+from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalPrior, VampPrior
+from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
+from vae_lightning.runs.checkpoint import load_model
+from vae_lightning.runs.folders import CONF_DIR, register_resolvers
+
+# small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
+QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conftest's per-user cache folder; module fixtures run before its per-test patch."""
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """A run folder of the study's 2-D VAE after 5 epochs on the synthetic data."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, log_dir), "trainer.max_epochs=5",
+                     env={"XDG_CACHE_HOME": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run(log_dir)
+
+
+def evaluate_overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
+    """evaluate's overrides for a tiny run: its data, no progress bar, the tiny classifier cached under `cache`."""
+    return [f"ckpt_path={run}", f"data.root={data_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER,
+            f"classifier.cache_dir={cache / 'classifier'}"]
+
+
+def evaluate_cfg(*extra: str) -> DictConfig:
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("evaluate", overrides=list(extra))
+
+
+def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache):
+    cfg = evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
+    module = load_model(trained_run)
+    x, _ = load_test_set(torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
+                       ["data"], cfg, torch.device("cpu"))
+    with torch.no_grad():
+        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+    exact, iwae = result["nll_exact"], result["nll_iwae"]
+    assert exact["converged"] and exact["change_from_half_grid"] < 0.05
+    # IWAE approaches -log p(x) from above as k grows (nested draws: up to Monte Carlo noise)
+    values = [iwae[k] for k in ("1", "10", "100", "1000")]
+    assert all(b <= a + 0.05 for a, b in zip(values, values[1:], strict=False)), values
+    assert values[-1] >= exact["value"] - 0.1, (values, exact)
+    assert values[0] > values[-1]
+    assert result["elbo"] <= -exact["value"], (result["elbo"], exact)
+    assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
+    assert len(result["kl_per_dim"]) == 2 and sum(result["kl_per_dim"]) == pytest.approx(result["kl"])
+
+
+@pytest.mark.parametrize(("prior", "dims"), [
+    pytest.param(NormalPrior, 3, id="normal-3d"),
+    pytest.param(lambda d: GaussianPrior(d, 1.0, 2.0), 2, id="gaussian_1_2-2d"),
+    pytest.param(lambda d: BetaPrior(d, 1.1, 2.0), 2, id="beta_1.1_2-2d"),
+    pytest.param(lambda d: BetaPrior(d, 4.0, 3.0), 3, id="beta_4_3-3d"),
+    pytest.param(MixturePrior, 2, id="mog-2d"),
+    pytest.param(lambda d: VampPrior(d, n_pseudo_inputs=20), 2, id="vamp-2d"),
+    pytest.param(MixturePrior, 3, id="mog-3d"),
+])
+def test_likelihood_for_every_prior_and_latent_size(prior, dims, mnist_root):
+    torch.manual_seed(0)
+    module = VAEModule(MLPEncoder(latent_dim=dims), MLPDecoder(latent_dim=dims), prior(dims), None, dims).eval()
+    cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK)
+    x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
+    with torch.no_grad():
+        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+    assert all(math.isfinite(result[k]) for k in ("elbo", "recon", "kl"))
+    assert math.isfinite(result["nll_iwae"]["20"])
+    if dims > 2:
+        assert result["nll_exact"] is None
+    else:
+        assert result["nll_iwae"]["20"] >= result["nll_exact"]["value"] - 0.1
+
+
+def samplers_with_own(entries, prior):
+    """evaluate's samplers for a model with `prior`, each with whether it is the model's prior."""
+    return [(s, same_distribution(s, prior)) for s in build_samplers(entries, prior.latent_dim, prior)]
+
+
+def test_samplers_add_the_model_prior_unless_listed():
+    samplers = evaluate_cfg().samplers
+    listed = samplers_with_own(samplers, GaussianPrior(2, 0.0, 1.0))  # = N(0, 1), the first entry
+    assert [s.name for s, _ in listed] == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2",
+                                           "beta_4_3", "aggregate_posterior", "gmm_10"]
+    assert [own for _, own in listed] == [True] + [False] * 7
+    added = samplers_with_own(samplers, BetaPrior(2, 2.0, 5.0))
+    assert len(added) == 9 and added[-1][0].name == "beta_2_5" and added[-1][1]
+    assert all(s.latent_dim == 2 for s, _ in added)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_evaluate_is_deterministic_and_only_reads_the_checkpoint(trained_run, mnist_root, cache, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = (sha256(ckpt), ckpt.stat().st_mtime_ns)
+    results = [evaluate_checkpoint(evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
+                                        f"eval_dir={tmp_path / name}", "tensorboard=false"))
+               for name in ("a", "b")]
+    assert (sha256(ckpt), ckpt.stat().st_mtime_ns) == before
+    saved = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("a", "b")]
+    for r in saved:
+        del r["timings_s"]
+    assert saved[0] == saved[1]
+    assert saved[0]["likelihood"] == json.loads(json.dumps(results[0]["likelihood"]))
+
+
+def scalar_tags(run: Path) -> set[str]:
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run, mnist_root, cache):
+    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
+                     env={"XDG_CACHE_HOME": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = trained_run / "eval"
+    for name in ("metrics.json", "report.md", "sample_quality.png", "class_frequencies.png",
+                 "latent_dimensions.png", ".hydra/config.yaml"):
+        assert (out / name).is_file(), name
+    assert "| sampler | fid | clarity | diversity | classes_90 |" in result.stdout
+    saved = json.loads((out / "metrics.json").read_text())
+    rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
+    assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",
+                          "aggregate_posterior", "gmm_10", "test"]
+    assert rows["normal_0_1"]["model_prior"] and rows["test"]["fid"] == pytest.approx(0, abs=1e-6)
+    assert saved["likelihood"]["nll_exact"]["grid_points"] == saved["likelihood"]["nll_exact"]["points_per_dim"] ** 2
+    tags = scalar_tags(trained_run)
+    assert {"eval/elbo", "eval/nll_iwae_k20", "eval/nll_exact", "eval/fid/beta_4_3", "eval/diversity/test",
+            "eval/active_units"} <= tags
+    events = b"".join(p.read_bytes() for p in (trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    _, session_start, _ = hparams({"x": 1}, {})
+    assert session_start.value[0].tag.encode() in events  # the HPARAMS session
+
+
+def test_evaluate_cli_errors_are_one_line_and_leave_nothing(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.evaluate", f"paths.log_dir={tmp_path}", f"data.root={mnist_root}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: ckpt_path is required: give a run folder (logs/train/runs/<timestamp>) or a .ckpt file"]
+    assert not any((tmp_path / "evaluate" / "runs").iterdir())  # Hydra's folder for it is gone
+    with pytest.raises(UserError, match="ckpt_path=.*no.ckpt.* does not exist"):
+        evaluate_checkpoint(evaluate_cfg(f"ckpt_path={tmp_path / 'no.ckpt'}", f"eval_dir={tmp_path / 'eval'}"))
+    assert not (tmp_path / "eval").exists()

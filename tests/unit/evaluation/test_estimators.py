@@ -1,0 +1,200 @@
+"""Unit tests of the metric functions (and of the Beta CDF they integrate with), against closed forms and
+independent brute force."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Beta, ContinuousBernoulli, Distribution
+
+from vae_lightning.core.rng import seeded
+from vae_lightning.evaluation.diagnostics import active_units
+from vae_lightning.evaluation.likelihood import exact_log_likelihood, iwae_log_likelihood, quadrature_grid
+from vae_lightning.evaluation.quality import clarity, classes_covering, diversity, feature_statistics, frechet_distance
+from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
+from vae_lightning.latent.factorised import beta_cdf, beta_icdf
+from vae_lightning.model import VAEModule, likelihoods
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize(("a", "b", "cdf"), [
+    (2.0, 2.0, lambda x: 3 * x**2 - 2 * x**3),
+    (3.5, 1.0, lambda x: x**3.5),
+    (1.0, 0.3, lambda x: 1 - (1 - x) ** 0.3),
+    (1.0, 1.0, lambda x: x),
+])
+def test_beta_cdf_matches_closed_forms(a, b, cdf):
+    x = torch.linspace(0, 1, 101, dtype=F64)
+    assert torch.allclose(beta_cdf(x, a, b), cdf(x), atol=1e-12)
+
+
+@pytest.mark.parametrize(("a", "b"), [(4.0, 3.0), (1.1, 2.0), (0.4, 0.6), (60.0, 40.0)])
+def test_beta_cdf_matches_integrated_density_and_icdf_inverts_it(a, b):
+    grid = torch.linspace(0, 1, 400_001, dtype=F64)[1:-1]
+    density = Beta(torch.tensor(a, dtype=F64), torch.tensor(b, dtype=F64)).log_prob(grid).exp()
+    integral = torch.cumulative_trapezoid(density, grid)
+    points = torch.arange(20_000, len(grid) - 1, 40_000)
+    # the trapezoid misses the (integrable) mass on [0, grid[0]]: compare increments
+    assert torch.allclose(integral[points] - integral[points[0]],
+                          beta_cdf(grid[points + 1], a, b) - beta_cdf(grid[points[0] + 1], a, b),
+                          atol=1e-5)
+    u = torch.linspace(0.001, 0.999, 57, dtype=F64)
+    z = beta_icdf(u, torch.tensor(a, dtype=F64), torch.tensor(b, dtype=F64))
+    assert torch.allclose(beta_cdf(z, a, b), u, atol=1e-12)
+    assert (z.diff() > 0).all()
+
+
+def test_beta_icdf_closed_form():
+    u = torch.rand(100, dtype=F64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(beta_icdf(u, torch.tensor(2.5, dtype=F64), torch.tensor(1.0, dtype=F64)),
+                          u ** (1 / 2.5), atol=1e-12)
+
+
+@pytest.mark.parametrize("prior", [GaussianPrior(2, loc=1.0, scale=2.0), BetaPrior(2, alpha=0.5, beta=1.0)])
+def test_prior_grid_cells_carry_their_prior_mass(prior):
+    z, log_w = quadrature_grid(prior, 8, tail=1e-3)
+    lo, hi = prior.quantile(torch.tensor([[1e-3], [1 - 1e-3]], dtype=F64))
+    width = (hi - lo) / 8
+    assert z.shape == (64, 2) and torch.allclose(log_w.exp().sum(), torch.tensor(1.0, dtype=F64))
+    assert torch.allclose(z[:8, 1], lo[1] + width[1] * (torch.arange(8, dtype=F64) + 0.5))  # midpoints
+    # an inner cell's weight is the product of the prior's mass over each side of the cell
+    dist = prior.marginals()
+    edges = torch.stack([z[9] - width / 2, z[9] + width / 2])
+    if isinstance(prior, BetaPrior):  # Beta(0.5, 1): CDF z^0.5
+        mass = edges[1] ** 0.5 - edges[0] ** 0.5
+    else:
+        mass = dist.cdf(edges.float()).double().diff(dim=0)[0]
+    assert log_w[9].exp() == pytest.approx(float(mass.prod()), rel=1e-5)
+
+
+def test_bernoulli_log_prob_pairs_is_minus_bce_for_every_pair():
+    gen = torch.Generator().manual_seed(0)
+    x, logits = torch.rand(5, 7, generator=gen), 3 * torch.randn(4, 7, generator=gen)
+    expected = torch.stack([-nn.functional.binary_cross_entropy_with_logits(
+        logits[g].expand(5, 7), x, reduction="none").sum(1) for g in range(4)], dim=1)
+    assert torch.allclose(likelihoods.Bernoulli().log_prob_pairs(x, logits), expected, atol=1e-5)
+    assert torch.allclose(likelihoods.Bernoulli().log_prob(logits[:, None], x), expected.T, atol=1e-5)
+
+
+def tiny_decoder(latent_dim: int, pixels: int = 12) -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(latent_dim, 8), nn.Tanh(), nn.Linear(8, pixels)).double()
+
+
+def tiny_vae(prior, decoder: nn.Module, encoder: nn.Module | None = None,
+             likelihood: likelihoods.Likelihood | None = None) -> VAEModule:
+    """A model around small test networks on 12-pixel images (metrics reach it only through its contracts)."""
+    encoder = encoder or nn.Linear(12, 2 * prior.latent_dim)
+    return VAEModule(encoder.to(next(decoder.parameters()).dtype), decoder, prior, None, prior.latent_dim,
+                     likelihood=likelihood)
+
+
+def binary_images(n: int = 6, pixels: int = 12) -> torch.Tensor:
+    return (torch.rand(n, pixels, generator=torch.Generator().manual_seed(1)) > 0.5).double()
+
+
+def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[torch.Tensor],
+                       pixel: type[Distribution] = Bernoulli) -> torch.Tensor:
+    """log p(x) by the trapezoid rule in z (not in quantile space) on a very fine grid, with
+    torch.distributions doing the densities (`pixel(logits=...)` per pixel): independent of the code under test."""
+    z = torch.cartesian_prod(*axes).reshape(-1, len(axes))
+    log_joint = torch.cat([pixel(logits=decoder(chunk)).log_prob(x[:, None]).sum(-1)
+                           + prior.log_prob(chunk.float()).double()
+                           for chunk in z.split(200_000)], dim=1)
+    trapezoid = [torch.full((len(a),), (a[1] - a[0]).item(), dtype=F64) for a in axes]
+    for t in trapezoid:
+        t[[0, -1]] /= 2
+    log_cell = sum(torch.log(w) for w in torch.meshgrid(*trapezoid, indexing="ij")).reshape(-1)
+    return torch.logsumexp(log_joint + log_cell, dim=1)
+
+
+@pytest.mark.parametrize(("prior", "axes", "points"), [
+    (NormalPrior(1), [torch.linspace(-9, 9, 200_001, dtype=F64)], 512),
+    (BetaPrior(1, alpha=1.1, beta=2.0), [torch.linspace(0, 1, 200_001, dtype=F64)], 512),
+    (GaussianPrior(2, loc=1.0, scale=2.0), [torch.linspace(-17, 19, 601, dtype=F64)] * 2, 128),
+])
+def test_exact_log_likelihood_matches_brute_force(prior, axes, points):
+    decoder, x = tiny_decoder(prior.latent_dim), binary_images()
+    expected = brute_force_log_px(decoder, prior, x, axes)
+    with torch.no_grad():
+        got, mass = exact_log_likelihood(tiny_vae(prior, decoder), x, points_per_dim=points, chunk_size=10_000)
+    assert mass == pytest.approx(1.0, abs=1e-12)  # exact CDF masses: the weights sum to 1
+    assert (got - expected).abs().max() < 1e-3, (got, expected)
+
+
+def test_exact_log_likelihood_under_the_continuous_bernoulli_matches_brute_force():
+    """Gray images under the continuous Bernoulli: the quadrature's pairwise likelihood is the normalised density."""
+    prior, decoder = NormalPrior(1), tiny_decoder(1)
+    x = torch.rand(6, 12, generator=torch.Generator().manual_seed(4), dtype=F64)
+    expected = brute_force_log_px(decoder, prior, x, [torch.linspace(-9, 9, 200_001, dtype=F64)], ContinuousBernoulli)
+    with torch.no_grad():
+        got, _ = exact_log_likelihood(tiny_vae(prior, decoder, likelihood=likelihoods.ContinuousBernoulli()),
+                                              x, points_per_dim=512, chunk_size=10_000)
+    assert (got - expected).abs().max() < 1e-3, (got, expected)
+    # and it is not the Bernoulli expression on the same gray pixels
+    bernoulli, _ = exact_log_likelihood(tiny_vae(prior, decoder), x, points_per_dim=512, chunk_size=10_000)
+    assert (bernoulli - expected).abs().min() > 1.0
+
+
+def test_iwae_bounds_are_nested_deterministic_and_reach_the_exact_likelihood():
+    prior, decoder, x = NormalPrior(1), tiny_decoder(1), binary_images()
+    decoder = decoder.float()
+    module = tiny_vae(prior, decoder, nn.Linear(12, 2))  # any q(z|x): the bound holds for every proposal
+    with torch.no_grad():
+        exact, _ = exact_log_likelihood(module, x.float(), points_per_dim=4096, chunk_size=4096)
+        bounds = iwae_log_likelihood(module, x.float(), [1, 10, 100, 2000], chunk_size=300, seed=7)
+        again = iwae_log_likelihood(module, x.float(), [2000, 100], chunk_size=300, seed=7)
+    assert bounds.shape == (4, 6)
+    assert torch.equal(again, bounds[2:])  # the same first k draws, whatever the other ks
+    # a consistent estimator: with many samples it reaches log p(x) (from below, up to MC noise)
+    assert (bounds[-1] - exact).abs().max() < 0.02, (bounds[-1], exact)
+    assert (bounds[0] - exact).mean() < (bounds[-1] - exact).mean()
+
+
+def test_seeded_draws_leave_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    with seeded(5, torch.device("cpu")):
+        a = torch.rand(3)
+    with seeded(5, torch.device("cpu")):
+        b = torch.rand(3)
+    assert torch.equal(a, b) and torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_active_units_counts_dimensions_whose_posterior_mean_varies():
+    gen = torch.Generator().manual_seed(0)
+    means = torch.stack([torch.randn(1000, generator=gen), 0.01 * torch.randn(1000, generator=gen),
+                         torch.full((1000,), 3.0)], dim=1)
+    count, variance = active_units(means, 0.01)
+    assert count == 1 and variance[0] == pytest.approx(1, abs=0.1) and variance[2] == 0
+
+
+def test_frechet_distance_closed_form_for_diagonal_covariances():
+    gen = torch.Generator().manual_seed(0)
+    m_a, m_b = torch.randn(5, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64)
+    s_a, s_b = torch.rand(5, generator=gen, dtype=F64) + 0.1, torch.rand(5, generator=gen, dtype=F64) + 0.1
+    expected = ((m_a - m_b) ** 2).sum() + ((s_a - s_b) ** 2).sum()
+    got = frechet_distance(m_a, torch.diag(s_a**2), m_b, torch.diag(s_b**2))
+    assert got == pytest.approx(float(expected), rel=1e-9)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero_and_symmetric():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 16, generator=gen) @ torch.randn(16, 16, generator=gen)
+    b = torch.randn(2000, 16, generator=gen) + 0.5
+    stats_a, stats_b = feature_statistics(a), feature_statistics(b)
+    assert frechet_distance(*stats_a, *stats_a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(*stats_a, *stats_b) == pytest.approx(frechet_distance(*stats_b, *stats_a))
+
+
+def test_clarity_diversity_and_class_coverage():
+    one_class = torch.nn.functional.one_hot(torch.full((50,), 3), 10).double()
+    assert clarity(one_class) == 1 and diversity(one_class) == pytest.approx(0, abs=1e-12)
+    assert classes_covering(one_class.argmax(1), 10) == 1
+    uniform = torch.full((50, 10), 0.1)
+    assert clarity(uniform) == pytest.approx(0.1) and diversity(uniform) == pytest.approx(math.log(10))
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 15 + [3] * 5)
+    assert classes_covering(labels, 10, 0.9) == 3 and classes_covering(labels, 10, 0.8) == 2

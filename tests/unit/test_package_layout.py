@@ -1,0 +1,90 @@
+"""The package's layout rules, read from its source: commands are leaves, imports flow downward without
+cycles, the core knows nothing of the rest, and one module alone touches TensorBoard's private writer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import vae_lightning
+
+PACKAGE = Path(vae_lightning.__file__).parent
+COMMANDS = {"train", "evaluate", "sample", "beta_grid", "classifier", "report", "bench"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The vae_lightning modules a file imports, at its top or inside functions (deferred imports count)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("vae_lightning")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vae_lightning"):
+            found.add(node.module)
+            # `from vae_lightning.runs import sweep` imports the module vae_lightning.runs.sweep
+            found |= {f"{node.module}.{a.name}" for a in node.names if (PACKAGE.parent / f"{node.module}.{a.name}"
+                                                                       .replace(".", "/")).with_suffix(".py").exists()}
+    return found
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+GRAPH = {name: {i for i in imports(path) if i in MODULES and i != name} for name, path in MODULES.items()}
+
+
+def test_the_commands_are_the_top_level_modules():
+    top = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+    assert top == COMMANDS | {"cli"}, "the top level holds the commands and cli.py; library code lives in subpackages"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_no_command_imports_another_command(command):
+    others = {f"vae_lightning.{c}" for c in COMMANDS - {command}}
+    assert not GRAPH[f"vae_lightning.{command}"] & others
+
+
+def test_the_library_imports_no_command_and_not_the_command_layer():
+    commands = {f"vae_lightning.{c}" for c in COMMANDS} | {"vae_lightning.cli"}
+    for name, deps in GRAPH.items():
+        if name not in commands:
+            assert not deps & commands, f"{name} imports {deps & commands}"
+
+
+def test_core_imports_nothing_else_of_the_package():
+    for name, deps in GRAPH.items():
+        if name.startswith("vae_lightning.core"):
+            assert all(d.startswith("vae_lightning.core") for d in deps), f"{name} imports {deps}"
+
+
+def test_module_imports_have_no_cycles():
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(GRAPH[name]):
+            if dep.startswith(name + "."):  # a package importing its own modules (its __init__ re-exports them)
+                continue
+            assert state.get(dep) != 1, "import cycle: " + " -> ".join([*path, name, dep])
+            if dep not in state:
+                visit(dep, [*path, name])
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [])
+
+
+def test_only_the_logging_module_touches_tensorboards_private_writer():
+    users = {name for name, path in MODULES.items() if "_get_file_writer" in path.read_text()}
+    assert users == {"vae_lightning.runs.tracking"}
+
+
+def test_every_subpackage_states_its_contract():
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc.split()) >= 30, f"{init.parent.name}/__init__.py needs a docstring with its contract"

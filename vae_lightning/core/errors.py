@@ -1,0 +1,48 @@
+"""The exception classes, and nothing else: errors that are the user's to fix, and early stops of a
+run. The command layer (`vae_lightning.cli`) shows them as one line without a traceback; any other
+exception is a bug and keeps its full traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+
+class UserError(Exception):
+    """Bad input (config value, file, path). The message says what is wrong and how to fix it."""
+
+
+class ParameterError(UserError, ValueError):
+    """A constructor argument out of range; `key` is the argument's name in its config group."""
+
+    def __init__(self, key: str, value: Any, accepted: str) -> None:
+        self.key, self.value, self.accepted = key, value, accepted
+        super().__init__(f"{key}={value!r} is invalid: must be {accepted}")
+
+    def under(self, group: str) -> ParameterError:
+        """The same error with the key prefixed by its config group (`alpha` -> `prior.alpha`)."""
+        return ParameterError(f"{group}.{self.key}", self.value, self.accepted)
+
+
+class RunStopped(Exception):
+    """Training stopped before its end with its checkpoints intact. The entry point prints the
+    message as one line (no traceback) and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class Interrupted(RunStopped):
+    """SIGINT or SIGTERM: the current state was saved to `ckpt_path`; exit 128 + the signal number
+    (130, 143), as a shell reports a process ended by that signal."""
+
+    def __init__(self, signum: int, epoch: int, step: int, ckpt_path: str) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} at epoch {epoch}, step {step}; saved {ckpt_path}")
+        self.exit_code = 128 + signum
+        self.ckpt_path = ckpt_path
+
+
+class NonFiniteError(RunStopped):
+    """A NaN or inf in the loss or in weights about to be saved: training stops, nothing more is written."""
+

@@ -1,0 +1,213 @@
+"""The whole evaluation of a trained VAE, as `python -m vae_lightning.evaluate` runs it (and `report
+--evaluate` for every job of a sweep).
+
+Likelihood on the test set, in the data mode the model was trained on (the grayscale test images,
+or for `binarize=dynamic` the fixed-seed binarized test set the run validated on): elbo (recon,
+kl), nll_iwae for each k, nll_exact for small latents, active units and KL per dimension. Sample
+quality per sampler: decoder means of `n_samples` draws, scored by the cached classifier against
+the grayscale test images, which are also the reference row.
+
+Writes `<eval_dir>/metrics.json` (last, so its presence means a complete evaluation), `report.md`
+and figures (evaluation/results.py), and logs `eval/...` scalars with the run's hyperparameters to
+its TensorBoard (runs/tracking.py). The checkpoint is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from vae_lightning.core.building import build
+from vae_lightning.core.checks import (
+    COUNT,
+    NON_NEGATIVE,
+    NON_NEGATIVE_COUNT,
+    POSITIVE,
+    Check,
+    check_settings,
+    integer,
+    number,
+)
+from vae_lightning.core.devices import pick_device
+from vae_lightning.core.errors import UserError
+from vae_lightning.core.files import write_atomically
+from vae_lightning.core.progress import no_track, progress_bar
+from vae_lightning.data import MNISTDataModule, load_split, locate
+from vae_lightning.evaluation import classifier
+from vae_lightning.evaluation.classifier import load_or_train
+from vae_lightning.evaluation.likelihood import IWAE_K, likelihood_metrics
+from vae_lightning.evaluation.quality import reference_of, sample_quality
+from vae_lightning.evaluation.results import results_markdown, save_figures, scalars
+from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.model import Likelihood
+from vae_lightning.runs.checkpoint import (
+    CHECKPOINT_KEY,
+    load_checkpoint,
+    module_from_checkpoint,
+    resolve_checkpoint,
+)
+from vae_lightning.runs.folders import run_dir_of
+from vae_lightning.runs.tracking import hyperparameters, log_evaluation
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# evaluate's per-image results beside metrics.json (docs: Evaluation)
+PER_IMAGE_FILE = "per_image.csv"
+
+# The evaluate config's values, checked before the checkpoint is read; `n_images` and `iwae.k` are
+# checked against the test set.
+SETTINGS: dict[str, Check] = {
+    "batch_size": COUNT, "n_samples": COUNT, "seed": NON_NEGATIVE_COUNT,
+    "iwae.k": IWAE_K, "iwae.images_per_batch": COUNT, "iwae.chunk_size": COUNT,
+    "exact.max_latent_dim": NON_NEGATIVE_COUNT, "exact.points_per_dim": integer(2),
+    "exact.max_points_per_dim": integer(2), "exact.chunk_size": COUNT,
+    "exact.tolerance": POSITIVE, "exact.tail": number(0, 0.5, above=True),
+    "active_units_threshold": NON_NEGATIVE,
+    **classifier.SETTINGS,
+}
+
+
+class SharedInputs:
+    """What the evaluations of many checkpoints (a sweep's jobs) share, made once and kept: the data
+    modules (test set and training images of each data config), the classifier and the test images'
+    classifier features. Keys are the settings that make each one, so a different data root, data
+    config or classifier config makes its own."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+
+    def get(self, key: Any, make: Callable[[], T]) -> tuple[T, bool]:
+        """The thing made by `make` for `key` (made now if new), and whether it was made now."""
+        name = json.dumps(key, sort_keys=True, default=str)
+        new = name not in self._made
+        if new:
+            self._made[name] = make()
+        return self._made[name], new
+
+
+def data_module(stored_data: dict[str, Any], cfg: DictConfig, shared: SharedInputs) -> MNISTDataModule:
+    """The model's data module (its stored data config, `cfg.data.root`), its splits loaded."""
+    def make() -> MNISTDataModule:
+        data: MNISTDataModule = build(stored_data, "data", root=cfg.data.root, download=cfg.data.download)
+        data.prepare_data()
+        data.setup("test")
+        return data
+
+    return shared.get(("data", stored_data, str(cfg.data.root), cfg.data.download), make)[0]
+
+
+def load_test_set(stored_data: dict[str, Any], cfg: DictConfig, device: torch.device,
+                  shared: SharedInputs | None = None) -> tuple[Tensor, MNISTDataModule]:
+    """The first `cfg.n_images` test images as the model's data module serves them (float [N, 1, 28, 28];
+    binarized once with its fixed seed for `binarize=dynamic`), read from `cfg.data.root`, and the module."""
+    data = data_module(stored_data, cfg, shared or SharedInputs())
+    test = data.splits["test"]
+    n = len(test) if cfg.n_images is None else cfg.n_images
+    integer(1, len(test)).or_null("all").check("n_images", cfg.n_images)
+    x, _ = data.on_after_batch_transfer((test.images[:n].to(device), test.labels[:n]), 0)
+    return x, data
+
+
+def likelihood_units(pixel_likelihood: Likelihood, binarize: str) -> str:
+    """What the likelihood numbers are: a normalised likelihood of the binarized test images, a density of
+    gray images (continuous Bernoulli), or the Bernoulli expression on gray targets, which is neither."""
+    if binarize == "dynamic":
+        return f"{pixel_likelihood.name} log-likelihood of the binarized test images."
+    if pixel_likelihood.normalised_on_gray:
+        return (f"Grayscale targets under the {pixel_likelihood.name} likelihood: a normalised density of gray "
+                "images in [0, 1]^784 (nats), comparable with other densities of the same images.")
+    return (f"Grayscale targets: the {pixel_likelihood.name} 'likelihood' is -BCE against gray pixels (what the "
+            "model optimised), not a normalised density, so compare these numbers within this study only "
+            "(likelihood=continuous_bernoulli gives a density).")
+
+
+def write_per_image(path: Path, labels: Tensor, columns: dict[str, Tensor]) -> None:
+    """One CSV row per test image: its index in the test set, its label and its per-image values (nats),
+    written atomically."""
+    lines = [",".join(["index", "label", *columns])]
+    values = torch.stack([c.double().cpu() for c in columns.values()], dim=1).tolist()
+    lines += [",".join([str(i), str(int(label)), *(repr(v) for v in row)])
+              for i, (label, row) in enumerate(zip(labels.tolist(), values, strict=True))]
+    text = "\n".join(lines) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def run_seed(run: Path | None) -> int | None:
+    """The `seed` a run folder trained with (its saved config), None without a run folder."""
+    config = run / ".hydra" / "config.yaml" if run is not None else None
+    return OmegaConf.load(config).get("seed") if config is not None and config.is_file() else None
+
+
+def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> dict[str, Any]:
+    """Everything `python -m vae_lightning.evaluate` computes and writes, for the composed evaluate config
+    `cfg`; returns metrics.json's content (`results_markdown` of it is what the command prints). `shared`
+    keeps what the evaluations of several checkpoints have in common (a sweep's report passes one)."""
+    shared = shared or SharedInputs()
+    if not cfg.get("ckpt_path"):
+        raise UserError("ckpt_path is required: give a run folder (logs/train/runs/<timestamp>) or a .ckpt file")
+    check_settings(cfg, SETTINGS)
+    ckpt = resolve_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(ckpt)
+    stored, step = checkpoint[CHECKPOINT_KEY], int(checkpoint.get("global_step", 0))
+    device = pick_device(cfg.device)
+    track = progress_bar if cfg.progress else no_track
+    module = module_from_checkpoint(checkpoint).to(device)
+    del checkpoint
+    x, data = load_test_set(stored["data"], cfg, device, shared)
+
+    timings: dict[str, float] = {}
+    with torch.no_grad():
+        lik, per_image = likelihood_metrics(module, x, cfg, track, timings)
+    labels = data.splits["test"].labels[: len(x)]
+    start = time.perf_counter()
+    classifier_key = ("classifier", OmegaConf.to_container(cfg.classifier, resolve=True), str(cfg.data.root),
+                      data.dataset, str(device))
+    (classifier, record), made = shared.get(classifier_key, lambda: load_or_train(
+        cfg.classifier, cfg.data.root, data.dataset, cfg.data.download, device, track=track))
+    reference, made_reference = shared.get(("reference", classifier_key, cfg.batch_size), lambda: reference_of(
+        classifier, load_split(locate(cfg.data.root, data.dataset, download=False), data.dataset, train=False)[0],
+        cfg.batch_size))
+    if made or made_reference:  # an evaluation that reuses them did not spend this time
+        timings["classifier"] = time.perf_counter() - start
+    start = time.perf_counter()
+    samplers = [(s, same_distribution(s, module.prior))
+                for s in build_samplers(cfg.samplers, module.latent_dim, module.prior)]
+    rows = sample_quality(module, samplers, classifier, reference, data.fit_images, cfg, track, timings)
+    timings["sample_quality"] = time.perf_counter() - start
+
+    units = likelihood_units(module.likelihood, data.binarize)
+    results = {
+        "checkpoint": str(ckpt), "global_step": step, "prior": module.prior.label, "latent_dim": module.latent_dim,
+        "model": module.architecture, "pixel_likelihood": module.likelihood.name,
+        "data": {"dataset": data.dataset, "binarize": data.binarize, "n_images": len(x), "units": units},
+        "active_units_threshold": cfg.active_units_threshold,
+        "likelihood": lik,
+        "per_image": {"file": PER_IMAGE_FILE, "rows": len(x), "columns": ["index", "label", *per_image]},
+        "sample_quality": {"n_samples": cfg.n_samples, "n_test": reference.n_images, "classifier": record,
+                           "rows": rows},
+        "timings_s": timings,
+    }
+    text = results_markdown(results)
+    out = Path(cfg.eval_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = save_figures(results, out)
+    (out / "report.md").write_text(text + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
+    if cfg.tensorboard:
+        run = run_dir_of(ckpt)
+        params = hyperparameters(module, repr(build(stored["annealing"], "annealing")),
+                                 OmegaConf.select(OmegaConf.create(stored), "model.optimizer.lr"), run_seed(run))
+        log_evaluation((run if run is not None else out) / "tensorboard", step, scalars(results), params)
+    write_per_image(out / PER_IMAGE_FILE, labels, per_image)
+    payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation
+    write_atomically(out / "metrics.json", lambda f: f.write(payload.encode()))
+    log.info("Wrote %s", out)
+    return results

@@ -1,0 +1,121 @@
+"""Sample quality: Fréchet distance of classifier features (Heusel et al. 2017), clarity, diversity and
+class coverage of generated digits, per sampler, against the test images.
+
+The scores use the small digit classifier of `evaluation.classifier` (its hidden layer for the
+features, its softmax for the classes); `sample_quality` draws each sampler's seeded samples, decodes
+their mean images and scores them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from vae_lightning.core.progress import Track
+from vae_lightning.evaluation.classifier import DigitClassifier, as_input, classify
+from vae_lightning.latent import LatentDistribution
+from vae_lightning.latent.base import Images
+from vae_lightning.latent.samplers import fit_samplers
+
+if TYPE_CHECKING:
+    from vae_lightning.model import VAEModule
+
+TEST_ROW = "test"  # the sample-quality row of the test images themselves
+N_CLASSES = 10
+
+
+def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean [F] and covariance [F, F] of features [N, F], in float64."""
+    f = features.double()
+    return f.mean(dim=0), torch.cov(f.T)
+
+
+def _psd_sqrt(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """||m_a - m_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) between two Gaussians (Heusel et al. 2017).
+
+    Tr((C_a C_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
+    matrix C_a^(1/2) C_b C_a^(1/2), which has the same spectrum as C_a C_b; no general matrix
+    square root, no complex parts.
+    """
+    root_a = _psd_sqrt(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    distance = (mean_a - mean_b).square().sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross
+    return float(distance.clamp(min=0))
+
+
+def clarity(probs: Tensor) -> float:
+    """Mean max class probability: how confidently the classifier reads each sample as some digit."""
+    return float(probs.max(dim=1).values.double().mean())
+
+
+def diversity(probs: Tensor) -> float:
+    """Entropy (nats) of the mean predicted class distribution: ln(10) when all ten classes are
+    equally frequent, 0 when every sample is the same class."""
+    mean = probs.double().mean(dim=0)
+    return float(-(mean * torch.log(mean.clamp(min=1e-300))).sum())
+
+
+def classes_covering(predicted: Tensor, n_classes: int, fraction: float = 0.9) -> int:
+    """The fewest classes that together hold at least `fraction` of the predicted labels."""
+    share = torch.bincount(predicted, minlength=n_classes).double().sort(descending=True).values / len(predicted)
+    return int((share.cumsum(0) < fraction - 1e-12).sum()) + 1
+
+
+def quality_row(name: str, label: str, features: Tensor, probs: Tensor,
+                reference: tuple[Tensor, Tensor]) -> dict[str, Any]:
+    """fid against the reference statistics, clarity, diversity and class coverage of one image set."""
+    predicted = probs.argmax(dim=1)
+    return {"name": name, "label": label,
+            "fid": frechet_distance(*feature_statistics(features), *reference),
+            "clarity": clarity(probs), "diversity": diversity(probs),
+            "classes_90": classes_covering(predicted, N_CLASSES, 0.9),
+            "class_frequencies": (torch.bincount(predicted, minlength=N_CLASSES).double() / len(predicted)).tolist()}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The test images as the classifier sees them, against which every sampler's samples are scored:
+    their features' mean and covariance, and their own quality row."""
+
+    statistics: tuple[Tensor, Tensor]
+    row: dict[str, Any]
+    n_images: int
+
+
+@torch.no_grad()
+def reference_of(classifier: DigitClassifier, test_images: Tensor, batch_size: int) -> Reference:
+    """The Reference of gray test images (uint8 [N, 28, 28])."""
+    features, probs = classify(classifier, as_input(test_images), batch_size)
+    statistics = feature_statistics(features)
+    row = {**quality_row(TEST_ROW, "test set", features, probs, statistics), "model_prior": False}
+    return Reference(statistics, row, len(test_images))
+
+
+@torch.no_grad()
+def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, bool]], classifier: DigitClassifier,
+                   reference: Reference, fit_images: Images, cfg: DictConfig, track: Track,
+                   timings: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per sampler (decoder means of `cfg.n_samples` seeded draws), then the test set's own. Samplers
+    fitted to the model are fitted to `fit_images` (the training images) first; `timings` gets the time
+    of each fit and draw (`fit <name>`, `draw <name>`)."""
+    rows = []
+    for sampler, own in track(samplers, "sample quality", len(samplers)):
+        fit_samplers([sampler], module, fit_images, timings)
+        start = time.perf_counter()
+        z = sampler.sample(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed))
+        timings[f"draw {sampler.name}"] = time.perf_counter() - start
+        images = torch.cat([module.decode(chunk) for chunk in z.split(cfg.batch_size)])
+        row = quality_row(sampler.name, sampler.label, *classify(classifier, images, cfg.batch_size),
+                          reference.statistics)
+        rows.append({**row, "model_prior": own})
+    return [*rows, reference.row]

@@ -1,0 +1,136 @@
+"""An evaluation's results (metrics.json's content) as a reader sees them: the markdown tables (printed,
+and report.md), the figures, and the flat `eval/...` scalars that go to the run's loggers and into a
+sweep's report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW
+
+# Sample-quality scores per sampler, and the name under which the model's own prior is scored a second
+# time (`eval/fid/own_prior`), so that models with different priors compare on one column
+QUALITY = ("fid", "clarity", "diversity", "classes_90")
+OWN_PRIOR = "own_prior"
+
+
+def scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The flat `eval/...` scalars logged to TensorBoard and read by a sweep's report."""
+    lik = results["likelihood"]
+    out = {f"eval/{k}": lik[k] for k in ("elbo", "recon", "kl", "active_units")}
+    out.update({f"eval/nll_iwae_k{k}": v for k, v in lik["nll_iwae"].items()})
+    out["eval/nll_iwae"] = lik["nll_iwae"][max(lik["nll_iwae"], key=int)]
+    if lik["nll_exact"] is not None:
+        out["eval/nll_exact"] = lik["nll_exact"]["value"]
+    out.update({f"eval/kl_dim{i}": v for i, v in enumerate(lik["kl_per_dim"] or [])})
+    for row in results["sample_quality"]["rows"]:
+        names = [row["name"], OWN_PRIOR] if row.get("model_prior") else [row["name"]]
+        out.update({f"eval/{m}/{name}": row[m] for m in QUALITY for name in names})
+    return {k: float(v) for k, v in out.items()}
+
+
+def kl_per_dim(likelihood: dict[str, Any]) -> list[float | None]:
+    """The KL of each latent dimension, None for each when the prior's KL does not split by dimension."""
+    return likelihood["kl_per_dim"] or [None] * len(likelihood["posterior_mean_variance"])
+
+
+def _se(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f" ± {value:.2f}"
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The markdown tables of metrics.json (printed, and the body of report.md)."""
+    lik, quality = results["likelihood"], results["sample_quality"]
+    exact = lik["nll_exact"]
+    if exact is None:
+        exact_text = f"— (latent_dim {results['latent_dim']} > exact.max_latent_dim)"
+    else:
+        status = "" if exact["converged"] else ", NOT converged"
+        mass = exact["prior_mass_on_grid"]
+        mass_text = "" if abs(mass - 1) < 1e-9 else f"; prior mass on the grid {mass:.6f}"
+        exact_text = (f"{exact['value']:.2f}{_se(exact.get('se'))} ({exact['points_per_dim']}^{results['latent_dim']} "
+                      "grid; from the "
+                      f"half grid: mean change {exact['change_from_half_grid']:.3f}, largest per image "
+                      f"{exact['max_image_change']:.2f}{mass_text}{status})")
+    lines = [
+        f"# Evaluation of {results['checkpoint']}",
+        "",
+        f"Prior {results['prior']}, latent_dim {results['latent_dim']}, networks {results['model']}, "
+        f"p(x|z) {results['pixel_likelihood']}, global step {results['global_step']}; "
+        f"{results['data']['dataset']} test set, first {results['data']['n_images']} images, "
+        f"binarize={results['data']['binarize']}. {results['data']['units']}",
+        "",
+        "| metric | nats per image (± standard error of the mean over the test images) |",
+        "|---|---|",
+        f"| elbo | {lik['elbo']:.2f}{_se(lik.get('elbo_se'))} |",
+        f"| recon | {lik['recon']:.2f} |",
+        f"| kl | {lik['kl']:.2f} |",
+        *(f"| nll_iwae (k={k}) | {v:.2f}{_se(lik.get('nll_iwae_se', {}).get(k))} |"
+          for k, v in lik["nll_iwae"].items()),
+        f"| nll_exact | {exact_text} |",
+        f"| active units (Var > {results['active_units_threshold']}) | {lik['active_units']} of "
+        f"{results['latent_dim']} |",
+        "",
+        "| latent dim | KL (nats) | Var of posterior mean |",
+        "|---|---|---|",
+        *(f"| {i} | {'—' if kl is None else f'{kl:.3f}'} | {var:.4f} |"
+          for i, (kl, var) in enumerate(zip(kl_per_dim(lik), lik["posterior_mean_variance"], strict=True))),
+        "",
+        f"Sample quality: {quality['n_samples']} decoder means per sampler against the {quality['n_test']} "
+        f"grayscale test images; classifier test accuracy {quality['classifier']['test_accuracy']:.4f}. "
+        "fid: lower is better; clarity: mean max class probability; diversity: entropy of the mean "
+        f"class distribution (ln 10 = {math.log(10):.3f}); classes_90: classes covering 90% of samples.",
+        "",
+        "| sampler | fid | clarity | diversity | classes_90 |",
+        "|---|---|---|---|---|",
+        *(f"| {r['label']}{' (model prior)' if r['model_prior'] else ''} | {r['fid']:.2f} | {r['clarity']:.3f} | "
+          f"{r['diversity']:.3f} | {r['classes_90']} |" for r in quality["rows"]),
+        "",
+        "Time (s): " + ", ".join(f"{k} {v:.3g}" for k, v in results["timings_s"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def save_figures(results: dict[str, Any], out: Path) -> list[str]:
+    """sample_quality.png (fid, clarity, diversity per sampler), class_frequencies.png (predicted
+    digit shares per sampler), latent_dimensions.png (KL and posterior-mean variance per dimension)."""
+    rows = results["sample_quality"]["rows"]
+    labels = [r["label"] + (" *" if r["model_prior"] else "") for r in rows]
+    fig = Figure(figsize=(13, 0.45 * len(rows) + 1.5), layout="tight")
+    axes = fig.subplots(1, 3, sharey=True)
+    for ax, key in zip(axes, ("fid", "clarity", "diversity"), strict=True):
+        ax.barh(labels, [r[key] for r in rows], color=["grey" if r["name"] == TEST_ROW else "C0" for r in rows])
+        ax.set_title(key)
+    axes[2].axvline(math.log(N_CLASSES), color="k", ls=":", lw=1)
+    axes[0].invert_yaxis()
+    fig.suptitle("sample quality per sampler (* model prior; grey: test set)")
+    fig.savefig(out / "sample_quality.png", dpi=100)
+
+    fig = Figure(figsize=(7, 0.45 * len(rows) + 1.5), layout="tight")
+    ax = fig.subplots()
+    image = ax.imshow([r["class_frequencies"] for r in rows], cmap="viridis", vmin=0, aspect="auto")
+    ax.set_xticks(range(N_CLASSES))
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_xlabel("predicted digit")
+    fig.colorbar(image, ax=ax, label="share of samples")
+    fig.savefig(out / "class_frequencies.png", dpi=100)
+
+    lik = results["likelihood"]
+    dims = range(len(lik["posterior_mean_variance"]))
+    fig = Figure(figsize=(10, 3.5), layout="tight")
+    axes = fig.subplots(1, 2)
+    for ax in axes:
+        ax.set_xticks(dims)
+    axes[0].bar(dims, [math.nan if kl is None else kl for kl in kl_per_dim(lik)])
+    axes[0].set(title="KL per latent dimension (nats)" if lik["kl_per_dim"] else
+                "KL per dimension: none (Monte Carlo KL of the whole vector)", xlabel="dimension")
+    axes[1].bar(dims, lik["posterior_mean_variance"])
+    axes[1].axhline(results["active_units_threshold"], color="r", ls="--", lw=1, label="active threshold")
+    axes[1].set(title="Var over test images of E[z | x]", xlabel="dimension", yscale="log")
+    axes[1].legend()
+    fig.savefig(out / "latent_dimensions.png", dpi=100)
+    return ["sample_quality.png", "class_frequencies.png", "latent_dimensions.png"]

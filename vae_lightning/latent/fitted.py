@@ -1,0 +1,161 @@
+"""Samplers fitted to a trained model: latent distributions that learn from the model and its training
+images in `fit(module, images)` before they draw (the latent-distribution contract, latent/base.py).
+
+- `AggregatePosterior`: q(z) = (1/N) sum_n q(z | x_n) over the training images, drawn exactly (an
+  image at random, then z ~ q(z | x)); its density is that average, computed in chunks;
+- `PosteriorGMM`: a Gaussian mixture with full covariances fitted to the training posterior means
+  with scikit-learn's `GaussianMixture` (the post-hoc sampler of Ghosh et al. 2020, offered by pythae).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, MultivariateNormal
+
+from vae_lightning.core.checks import COUNT, Check, integer
+from vae_lightning.core.rng import generator_seed, seeded
+from vae_lightning.latent.base import Images, LatentDistribution, images_of
+from vae_lightning.latent.mixture import pick_components
+
+if TYPE_CHECKING:
+    from vae_lightning.model import VAEModule
+
+# Training images used by a fitted sampler: null (all of them) or a count
+MAX_IMAGES = COUNT.or_null("all training images")
+
+
+@torch.no_grad()
+def encode_all(module: VAEModule, images: Tensor, batch_size: int = 1000) -> Tensor:
+    """Encoder outputs [N, 2 * latent_dim] of uint8 (or [0, 1] float) images [N, (1,) 28, 28], in batches
+    on the module's device, kept there."""
+    device = next(module.parameters()).device
+    outputs = []
+    for chunk in images.split(batch_size):
+        x = chunk.to(device)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        outputs.append(module.encoder(x.view(-1, 1, 28, 28)))
+    return torch.cat(outputs)
+
+
+class _FittedSampler(LatentDistribution):
+    """What the fitted samplers share: the fitted model's posterior family and support."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        self.__dict__["_prior"] = None  # the fitted model's prior (not a submodule: not this sampler's state)
+
+    def _fitted_prior(self) -> LatentDistribution:
+        if self.__dict__["_prior"] is None:
+            raise RuntimeError(f"{type(self).__name__} draws only after fit(module, training images)")
+        return self.__dict__["_prior"]
+
+    def _fit_model(self, module: VAEModule) -> None:
+        Check(lambda d: d == module.latent_dim, f"the model's latent size ({module.latent_dim})").check(
+            "latent_dim", self.latent_dim)
+        self.__dict__["_prior"] = module.prior
+
+    def posterior(self, params: Tensor) -> Distribution:
+        return self._fitted_prior().posterior(params)
+
+    def clamp_to_support(self, z: Tensor) -> Tensor:
+        return self._fitted_prior().clamp_to_support(z)
+
+
+class AggregatePosterior(_FittedSampler):
+    """The aggregate posterior q(z) = (1/N) sum_n q(z | x_n) of the training images (at most `max_images`,
+    the first ones). Drawn exactly: an image index from the generator, then z ~ q(z | x) under the global
+    RNG reseeded from the generator (torch's Beta sampler takes no generator)."""
+
+    def __init__(self, latent_dim: int, max_images: int | None = None, chunk_size: int = 1024) -> None:
+        super().__init__(latent_dim)
+        MAX_IMAGES.check("max_images", max_images)
+        COUNT.check("chunk_size", chunk_size)
+        self.max_images, self.chunk_size = max_images, chunk_size
+        self.register_buffer("params", torch.empty(0, 2 * latent_dim), persistent=False)
+
+    @property
+    def name(self) -> str:
+        return "aggregate_posterior"
+
+    @property
+    def label(self) -> str:
+        return "aggregate q(z)"
+
+    def fit(self, module: VAEModule, images: Images) -> AggregatePosterior:
+        self._fit_model(module)
+        self.params = encode_all(module, images_of(images)[: self.max_images])
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        if generator is None:  # from the global RNG, like torch's samplers
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        index = torch.randint(len(self.params), (n,), generator=generator).to(self.params.device)
+        with seeded(generator_seed(generator), self.params.device):
+            return self.clamp_to_support(self.posterior(self.params[index]).sample())
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log (1/N) sum_n q(z | x_n), as a running log-sum-exp over chunks of `chunk_size` images."""
+        total = torch.full(z.shape[:-1], -math.inf, device=z.device)
+        for chunk in self.params.split(self.chunk_size):
+            q = self.posterior(chunk)  # batch [C, D]
+            log_q = q.log_prob(z.unsqueeze(-2)).sum(-1)  # [..., C]
+            total = torch.logaddexp(total, torch.logsumexp(log_q, dim=-1))
+        return total - math.log(len(self.params))
+
+
+class PosteriorGMM(_FittedSampler):
+    """A mixture of `n_components` full-covariance Gaussians fitted by EM (scikit-learn) to the posterior
+    means of the training images (at most `max_images`), with `seed` for its k-means initialisation."""
+
+    def __init__(self, latent_dim: int, n_components: int = 10, max_images: int | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(latent_dim)
+        COUNT.check("n_components", n_components)
+        MAX_IMAGES.check("max_images", max_images)
+        self.n_components, self.max_images, self.seed = n_components, max_images, seed
+        self.register_buffer("weights", torch.empty(0), persistent=False)
+        self.register_buffer("means", torch.empty(0, latent_dim), persistent=False)
+        self.register_buffer("scale_tril", torch.empty(0, latent_dim, latent_dim), persistent=False)
+
+    @property
+    def name(self) -> str:
+        return f"gmm_{self.n_components}"
+
+    @property
+    def label(self) -> str:
+        return f"GMM({self.n_components}) on q means"
+
+    def fit(self, module: VAEModule, images: Images) -> PosteriorGMM:
+        from sklearn.mixture import GaussianMixture  # scikit-learn is slow to import: only when fitting
+
+        self._fit_model(module)
+        means = self.posterior(encode_all(module, images_of(images)[: self.max_images])).mean
+        integer(1, len(means), " (at most the number of fitted images)").check("n_components", self.n_components)
+        gmm = GaussianMixture(self.n_components, covariance_type="full", random_state=self.seed)
+        gmm.fit(means.double().cpu().numpy())
+        device = means.device
+        self.weights = torch.as_tensor(gmm.weights_, dtype=torch.float32, device=device)
+        self.means = torch.as_tensor(gmm.means_, dtype=torch.float32, device=device)
+        self.scale_tril = torch.linalg.cholesky(torch.as_tensor(gmm.covariances_, device=device)).float()
+        return self
+
+    def _components(self) -> MultivariateNormal:
+        if len(self.weights) == 0:
+            raise RuntimeError("PosteriorGMM draws only after fit(module, training images)")
+        return MultivariateNormal(self.means, scale_tril=self.scale_tril)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        log_components = self._components().log_prob(z.unsqueeze(-2))  # [..., K]
+        return torch.logsumexp(log_components + self.weights.log(), dim=-1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """A component by inverse-CDF of a uniform, then mean + L·ε, all noise from `generator` (CPU)."""
+        self._components()
+        k = pick_components(self.weights, n, generator)
+        eps = torch.randn(n, self.latent_dim, 1, generator=generator).to(self.means)
+        return self.clamp_to_support(self.means[k] + (self.scale_tril[k] @ eps).squeeze(-1))

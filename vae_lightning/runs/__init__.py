@@ -1,0 +1,13 @@
+"""Runs: what makes a training run something to resume, sweep, track and trust.
+
+- `checkpoint`: the checkpoint contract (the config sections a checkpoint stores, those that must match
+  to resume it, building the model from them, `load_model`; old checkpoints' class names upgraded);
+- `checkpoint_io`: checkpoints written atomically;
+- `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
+  resuming with the run's own config plus the command's overrides;
+- `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep;
+- `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
+- `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers);
+- `training`: the train function itself, which puts callbacks and these policies together (the top of
+  the library; `train` and `bench` call it).
+"""

@@ -1,0 +1,130 @@
+"""The checkpoint contract: which config sections a checkpoint stores, which must match to resume
+it, and building a module from them. train, evaluate, sample, bench and `load_model` all use it, so
+a checkpoint is a trained model that needs neither its run folder nor a dataset.
+
+The stored sections are written by the callback `callbacks.RunConfig`. Checkpoints and run folders
+written before the package was laid out by concept name their classes by their old homes
+(`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`, ...): `upgrade_targets` renames
+them on load (runs/renames.py), so they load, resume and evaluate as they did
+(tests/integration/test_old_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+
+from vae_lightning.core.building import build
+from vae_lightning.core.checks import COUNT, Check
+from vae_lightning.core.errors import UserError
+from vae_lightning.model import VAEModule
+from vae_lightning.runs.renames import upgrade_targets
+
+# Where a checkpoint keeps its config sections
+CHECKPOINT_KEY = "vae_lightning"
+# Config sections that define what a checkpoint is; stored in it by RunConfig
+STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
+# Config keys a checkpoint must agree with to be resumed: they define its weights and what they mean
+# (model, prior, likelihood) or the curve it is on (the schedule's class; its parameters are restored
+# by KLAnnealing).
+MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
+# The `ckpt_path` of evaluate, sample and beta_grid: required
+CKPT_PATH = Check(bool, "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
+# Sections added after checkpoints were first written, with what those checkpoints used.
+DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.model.Bernoulli"}}
+def build_module(sections: Mapping[str, Any]) -> VAEModule:
+    """The (untrained) VAE of a config's `model`, `prior` and `likelihood` sections: a command's composed
+    config or the sections stored in a checkpoint."""
+    latent_dim = sections["model"]["latent_dim"]
+    COUNT.check("model.latent_dim", latent_dim)
+    return build(sections["model"], "model", prior=build(sections["prior"], "prior"),
+                 likelihood=build(sections["likelihood"], "likelihood"))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at `path`, on the CPU; a clear UserError when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path={str(path)!r} does not exist; give a .ckpt file, e.g. "
+                        "logs/train/runs/<timestamp>/checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise UserError(f"ckpt_path={str(path)!r} is not a readable checkpoint (truncated or not a .ckpt "
+                        f"file: {type(err).__name__}); give a complete checkpoint written by training") from err
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
+        raise UserError(f"ckpt_path={str(path)!r} is not a vae_lightning checkpoint (it stores no run config); "
+                        "give a checkpoint written by python -m vae_lightning.train")
+    checkpoint[CHECKPOINT_KEY] = upgrade_targets({**DEFAULT_SECTIONS, **checkpoint[CHECKPOINT_KEY]})
+    return checkpoint
+
+
+def _differences(stored: Any, requested: Any, key: str) -> list[str]:
+    """Dotted keys at which two plain config trees differ, with both values."""
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        return [d for k in sorted(set(stored) | set(requested))
+                for d in _differences(stored.get(k), requested.get(k), f"{key}.{k}")]
+    return [] if stored == requested else [f"{key}={requested!r} (checkpoint: {stored!r})"]
+
+
+def _select(tree: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path) -> None:
+    """Raise UserError when the checkpoint's model, prior or likelihood differs from the requested config."""
+    stored = checkpoint[CHECKPOINT_KEY]
+    diffs = [d for key in MUST_MATCH for d in _differences(_select(stored, key), _select(config, key), key)]
+    if diffs:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/likelihood/schedule than "
+                        f"requested: {'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
+                        "ckpt_path")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file from `path`: the file itself, or `<run>/checkpoints/last.ckpt` for a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise UserError(f"ckpt_path={str(path)!r} is a folder without checkpoints/last.ckpt; give a run "
+                            "folder (logs/train/runs/<timestamp>) or a .ckpt file")
+        return last
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAEModule:
+    """The trained VAE of a checkpoint (or a run folder: its checkpoints/last.ckpt), rebuilt from the
+    config stored in it, in eval mode on `device`. Needs no dataset and no run folder; a missing,
+    truncated or foreign file raises the UserError the commands print.
+
+        >>> model = load_model("logs/train/runs/<timestamp>")
+        >>> images = model.sample(16)  # [16, 1, 28, 28] in [0, 1], from the model's prior
+    """
+    return module_from_checkpoint(load_checkpoint(resolve_checkpoint(path))).to(device)
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
+    """The trained VAE of a loaded checkpoint (see `load_checkpoint`), in eval mode on the CPU."""
+    try:
+        module = build_module(checkpoint[CHECKPOINT_KEY])
+        module.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError, InstantiationException) as err:
+        raise UserError(f"the checkpoint's weights do not fit the model its config describes ({type(err).__name__}); "
+                        "give a checkpoint written by this version of python -m vae_lightning.train") from err
+    return module.eval()
+
+
+def load_trained(path: str | Path) -> tuple[VAEModule, dict[str, Any], int]:
+    """The trained VAE of a checkpoint or run folder (eval mode, CPU), the config sections stored with it,
+    and its global step."""
+    checkpoint = load_checkpoint(resolve_checkpoint(path))
+    return module_from_checkpoint(checkpoint), checkpoint[CHECKPOINT_KEY], int(checkpoint.get("global_step", 0))

@@ -1,0 +1,120 @@
+"""Run folders: where a command writes (the OmegaConf resolvers behind `hydra.run.dir`, `hydra.output_subdir`
+and evaluate's `eval_dir`), and resuming a run in its own folder with its own saved config plus the
+command's overrides.
+
+`register_resolvers()` must run before a config is composed (the commands and `compose_config` do).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vae_lightning.runs.renames import upgrade_targets
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = PROJECT_ROOT / "conf"
+RESUME_PREFIX = "resume_"
+
+
+def run_dir_of(ckpt_path: str | Path) -> Path | None:
+    """The run folder `<run>/` of a checkpoint at `<run>/checkpoints/*.ckpt`, if it has a Hydra config."""
+    path = Path(ckpt_path)
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and (run / ".hydra" / "config.yaml").is_file():
+        return run
+    return None
+
+
+
+def run_dir(ckpt_path: str | None, default: str) -> str:
+    """`hydra.run.dir`: the checkpoint's own run folder when resuming one, else a new folder."""
+    run = run_dir_of(ckpt_path) if ckpt_path else None
+    return str(run) if run is not None else default
+
+
+def hydra_subdir(ckpt_path: str | None) -> str:
+    """`hydra.output_subdir`: `.hydra` for a new run; `.hydra/resume_<time>` when resuming one,
+    so that the run's own `.hydra/config.yaml` is never overwritten."""
+    if ckpt_path and run_dir_of(ckpt_path) is not None:
+        return f".hydra/{RESUME_PREFIX}{_start_time()}"
+    return ".hydra"
+
+
+def eval_dir(ckpt_path: str | None, default: str) -> str:
+    """evaluate's output folder: `<run>/eval` for a checkpoint (or run folder) inside a run folder, else
+    `default`."""
+    if not ckpt_path:
+        return default
+    path = Path(ckpt_path)
+    run = path if (path / "checkpoints").is_dir() else run_dir_of(path)
+    return str(run / "eval") if run is not None and (run / ".hydra" / "config.yaml").is_file() else default
+
+
+@cache
+def _start_time() -> str:
+    """This process's start, fixed on first use: Hydra resolves its config more than once."""
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
+
+
+def register_resolvers() -> None:
+    for name, fn in (("vae_root", lambda: str(PROJECT_ROOT)), ("vae_run_dir", run_dir),
+                     ("vae_hydra_subdir", hydra_subdir), ("vae_eval_dir", eval_dir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn, use_cache=True)
+
+
+def latest_run_config(run: Path, exclude: Path | None = None) -> DictConfig:
+    """The config a run last trained with: its newest `.hydra/resume_*/config.yaml`, else `.hydra/config.yaml`."""
+    hydra_dir = run / ".hydra"
+    skip = exclude.resolve() if exclude is not None else None
+    resumes = sorted(p for p in hydra_dir.glob(f"{RESUME_PREFIX}*/config.yaml") if p.parent.resolve() != skip)
+    return upgrade_targets(OmegaConf.load(resumes[-1] if resumes else hydra_dir / "config.yaml"))
+
+
+def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
+    """`base` with the keys named by command-line `overrides` taken from `composed`.
+
+    `composed` is what Hydra built from today's files plus the overrides; `base` is the saved
+    config of the run being resumed. A group override (`prior=beta`) replaces the whole section,
+    a value override (`trainer.max_epochs=30`) one key; everything else stays as the run had it.
+    Sections the saved config lacks (added to the project after the run started, e.g. `likelihood`)
+    are today's defaults, which the checkpoint contract assumes for them (runs.checkpoint.DEFAULT_SECTIONS).
+    """
+    merged = base.copy()
+    for section in set(composed) - set(base):
+        merged[section] = composed[section]
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group.replace("/", ".")
+        if key.split(".")[0] == "hydra":
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if node is not None and leaf in node:
+                del node[leaf]
+            continue
+        OmegaConf.update(merged, key, OmegaConf.select(composed, key), merge=False, force_add=True)
+    return merged
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config `python -m vae_lightning.<config_name> overrides...` would get, composed without
+    running Hydra's app (for tests and the benchmark), with its output folder set to `output_dir`."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

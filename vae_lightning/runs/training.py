@@ -1,0 +1,116 @@
+"""Training as a config says (the library half of `python -m vae_lightning.train`, which `bench` times
+too): build data, model, KL schedule, callbacks, loggers and Trainer from the composed config, fit,
+then test the best checkpoint. Resuming a run folder's checkpoint uses that run's own saved config
+plus the command's overrides (`resume_config`).
+
+This module sits at the top of the library: it puts the callbacks (callbacks/) and the run policies
+(runs/) together.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.accelerators import CPUAccelerator
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
+from vae_lightning.core.building import build
+from vae_lightning.core.checks import Check, check_settings, integer, is_integer
+from vae_lightning.runs import threads, tracking
+from vae_lightning.runs.checkpoint import (
+    STORED_SECTIONS,
+    build_module,
+    check_compatible,
+    load_checkpoint,
+)
+from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
+from vae_lightning.runs.folders import apply_overrides, latest_run_config, run_dir_of
+
+log = logging.getLogger(__name__)
+
+_BATCHES = Check(lambda v: (is_integer(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+                 "a fraction in [0, 1] or a number of batches >= 0")
+# Lightning Trainer arguments checked before anything is built: Lightning itself finds a bad value
+# late (after data and model exist) or only as an assertion inside its loops.
+TRAINER_SETTINGS: dict[str, Check] = {
+    "trainer.max_epochs": integer(-1, note=" (-1: no limit)").or_null(),
+    "trainer.min_epochs": integer(0).or_null(),
+    "trainer.max_steps": integer(-1, note=" (-1: no limit)"),
+    "trainer.devices": Check(lambda v: v == "auto" or (is_integer(v) and (v >= 1 or v == -1))
+                             or (isinstance(v, list) and len(v) > 0 and all(is_integer(i) and i >= 0 for i in v)),
+                             "an integer >= 1, -1 (all), auto, or a list of device indices such as [0,1]"),
+    "trainer.num_nodes": integer(1),
+    "trainer.limit_train_batches": _BATCHES,
+    "trainer.limit_val_batches": _BATCHES,
+    "trainer.limit_test_batches": _BATCHES,
+    "trainer.check_val_every_n_epoch": integer(1).or_null(),
+    "trainer.log_every_n_steps": integer(0),
+    "trainer.accumulate_grad_batches": integer(1),
+}
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """For a checkpoint inside a run folder: that run's config with this command's overrides.
+
+    Saves the result as this resume's `config.yaml` (replacing Hydra's composition of today's
+    files), so the run folder records what each segment of training really used.
+    """
+    run = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if run is None or not HydraConfig.initialized():
+        return cfg
+    hydra_cfg = HydraConfig.get()
+    this_resume = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+    merged = apply_overrides(latest_run_config(run, exclude=this_resume), cfg, list(hydra_cfg.overrides.task))
+    OmegaConf.save(merged, this_resume / "config.yaml")
+    log.info("Resuming %s from %s with its own config", run, cfg.ckpt_path)
+    return merged
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) as `cfg` says; returns the final callback metrics as floats.
+
+    Everything the user can get wrong is checked before the trainer exists and anything is
+    written: the Trainer's settings (TRAINER_SETTINGS), the checkpoint file, every parameter
+    (by building its object), whether the checkpoint fits the config, and the data files.
+    """
+    check_settings(cfg, TRAINER_SETTINGS)
+    checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
+
+    threads.set_threads(cfg.get("threads", "auto"))
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build(cfg.data, "data")
+    module = build_module(cfg)
+    # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
+    annealing = KLAnnealing(build(cfg.annealing, "annealing"))
+    callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
+    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    if checkpoint is not None:
+        check_compatible(checkpoint, stored, cfg.ckpt_path)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
+
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
+                               plugins=[AtomicCheckpointIO()])
+    threads.check_strategy(trainer)
+
+    with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
+        if cfg.get("train"):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if cfg.get("test"):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if not cfg.get("train"):
+                best = cfg.get("ckpt_path") or ""
+            log.info("Testing %s", best or "the current weights")
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
+                                      cfg.get("seed"))
+    tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
+    return metrics
