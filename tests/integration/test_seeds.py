@@ -1,0 +1,141 @@
+"""Seeds as a sweep axis, through the real commands on the synthetic data: per-image likelihoods that pair
+jobs trained at the same seed, and a report that groups seeds into configurations with intervals and
+answers contrasts with paired differences."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.commands import QUICK, TINY_CLASSIFIER, run_cli, tiny_overrides
+
+FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "~callbacks.prior_grid"]
+
+
+def multirun(mnist_root: Path, log_dir: Path, *overrides: str) -> Path:
+    result = run_cli("vae_lightning.train", "-m", *tiny_overrides(mnist_root, log_dir), *FAST, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (log_dir / "train" / "multiruns").iterdir()
+    return sweep_dir
+
+
+def evaluate_options(mnist_root: Path, cache: Path) -> list[str]:
+    return [f"data.root={mnist_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER, *QUICK,
+            f"classifier.cache_dir={cache}", "samplers=study", "tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def sweeps(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """2 configurations x 2 seeds, and a third configuration at one seed, each job evaluated by report."""
+    logs = tmp_path_factory.mktemp("seeds")
+    two = multirun(mnist_root, logs / "two", "prior=normal,gaussian", "seed=0,1")
+    one = multirun(mnist_root, logs / "one", "prior=beta_4_3", "seed=0")
+    out = logs / "report"
+    result = run_cli("vae_lightning.report", str(two), str(one), "--out", str(out), "--contrast", "prior=*:normal",
+                     "--evaluate", *evaluate_options(mnist_root, logs / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"two": two, "one": one, "out": out, "logs": logs}
+
+
+def per_image(job: Path) -> list[dict[str, str]]:
+    with open(job / "eval" / "per_image.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def job_with(sweep_dir: Path, *overrides: str) -> Path:
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        text = (job / ".hydra" / "overrides.yaml").read_text()
+        if all(f"- {o}\n" in text for o in overrides):
+            return job
+    raise AssertionError(f"no job with {overrides}")
+
+
+def test_the_per_image_file_has_one_row_per_test_image_and_its_means_are_metrics_json(sweeps):
+    job = job_with(sweeps["two"], "prior=normal", "seed=0")
+    rows = per_image(job)
+    metrics = json.loads((job / "eval" / "metrics.json").read_text())
+    assert len(rows) == metrics["data"]["n_images"] == metrics["per_image"]["rows"] == 128
+    assert [int(r["index"]) for r in rows] == list(range(128)) and {r["label"] for r in rows} <= set("0123456789")
+    lik = metrics["likelihood"]
+    column = {name: [float(r[name]) for r in rows] for name in ("neg_elbo", "nll_iwae_k20", "nll_exact")}
+    assert -sum(column["neg_elbo"]) / 128 == pytest.approx(lik["elbo"], rel=1e-9)
+    assert sum(column["nll_iwae_k20"]) / 128 == pytest.approx(lik["nll_iwae"]["20"], rel=1e-9)
+    assert sum(column["nll_exact"]) / 128 == pytest.approx(lik["nll_exact"]["value"], rel=1e-9)
+    sd = math.sqrt(sum((v - lik["nll_exact"]["value"]) ** 2 for v in column["nll_exact"]) / 127)
+    assert lik["nll_exact"]["se"] == pytest.approx(sd / math.sqrt(128), rel=1e-6)
+
+
+def test_the_same_seed_and_config_give_identical_per_image_files_and_other_seeds_other_ones(sweeps, mnist_root,
+                                                                                            tmp_path):
+    again = multirun(mnist_root, tmp_path / "again", "prior=normal", "seed=0")
+    result = run_cli("vae_lightning.report", str(again), "--evaluate", *evaluate_options(mnist_root,
+                                                                                        sweeps["logs"] / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = (job_with(sweeps["two"], "prior=normal", "seed=0") / "eval" / "per_image.csv").read_bytes()
+    assert (job_with(again, "prior=normal") / "eval" / "per_image.csv").read_bytes() == first
+    assert (job_with(sweeps["two"], "prior=normal", "seed=1") / "eval" / "per_image.csv").read_bytes() != first
+
+
+def test_the_report_groups_seeds_with_intervals_and_shows_a_single_seed_as_n_1(sweeps):
+    text = (sweeps["out"] / "report.md").read_text()
+    section = text.split("## Configurations over seeds")[1].split("## Contrasts")[0]
+    lines = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if line.startswith("| prior=")}
+    assert set(lines) == {"prior=normal", "prior=gaussian", "prior=beta_4_3"}
+    assert "| 2 (0,1) |" in lines["prior=normal"] and "| 2 (0,1) |" in lines["prior=gaussian"]
+    assert "| 1 (0) |" in lines["prior=beta_4_3"] and "(n = 1, no interval)" in lines["prior=beta_4_3"]
+    assert "[" in lines["prior=normal"].split(" | ")[3]  # test/elbo's interval
+    with open(sweeps["out"] / "report_groups.csv") as f:
+        groups = {row["configuration"]: row for row in csv.DictReader(f)}
+    normal = next(row for key, row in groups.items() if "prior=normal" in key.split())
+    assert float(normal["eval/nll_exact:low"]) < float(normal["eval/nll_exact"]) < float(normal["eval/nll_exact:high"])
+    assert (sweeps["out"] / "report_groups.png").stat().st_size > 0
+
+
+def test_the_contrast_table_has_the_paired_differences(sweeps):
+    with open(sweeps["out"] / "report_contrasts.csv") as f:
+        rows = list(csv.DictReader(f))
+    exact = {row["treatment"]: row for row in rows if row["metric"] == "eval/nll_exact"}
+    gaussian = next(row for key, row in exact.items() if "prior=gaussian" in key)
+    assert gaussian["paired_seeds"] == "0,1" and gaussian["verdict"] in ("higher", "lower", "no difference detected")
+    values = {}
+    for prior in ("gaussian", "normal"):
+        for seed in (0, 1):
+            metrics = json.loads((job_with(sweeps["two"], f"prior={prior}", f"seed={seed}") / "eval" /
+                                  "metrics.json").read_text())
+            values[prior, seed] = metrics["likelihood"]["nll_exact"]["value"]
+    expected = sum(values["gaussian", s] - values["normal", s] for s in (0, 1)) / 2
+    assert float(gaussian["difference"]) == pytest.approx(expected, rel=1e-9)
+    beta = next(row for key, row in exact.items() if "prior=beta_4_3" in key)
+    assert beta["paired_seeds"] == "0" and beta["verdict"] == "n < 2" and beta["low"] == ""
+    assert "| prior=gaussian - normal" in (sweeps["out"] / "report.md").read_text()
+
+
+def test_a_contrast_naming_what_no_job_has_is_one_line(sweeps):
+    for contrast, line in (("optimizer=adam:sgd", "error: --contrast optimizer=adam:sgd: no job has the override "
+                                                  "optimizer; the jobs' override keys: "),
+                           ("prior=mog:normal", "error: --contrast prior=mog:normal: no job has prior=mog; its values: "
+                                                "beta_4_3, gaussian, normal")):
+        result = run_cli("vae_lightning.report", str(sweeps["two"]), str(sweeps["one"]), "--out",
+                         str(sweeps["logs"] / "bad"), "--contrast", contrast)
+        assert result.returncode == 2 and result.stderr.startswith(line), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (sweeps["logs"] / "bad").exists()
+
+
+def test_a_job_whose_per_image_file_does_not_match_its_metrics_is_incomplete_and_left_out(sweeps, tmp_path):
+    copy = Path(shutil.copytree(sweeps["two"], tmp_path / "copy"))
+    job = job_with(copy, "prior=gaussian", "seed=1")
+    lines = (job / "eval" / "per_image.csv").read_text().splitlines()
+    (job / "eval" / "per_image.csv").write_text("\n".join(lines[:50]) + "\n")  # as a killed rewrite leaves it
+    result = run_cli("vae_lightning.report", str(copy), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| incomplete |" in text and "incomplete evaluation: per_image.csv has 49 rows" in text
+    section = text.split("## Configurations over seeds")[1]
+    gaussian = next(line for line in section.splitlines() if line.startswith("| prior=gaussian"))
+    assert "| 2 (0,1) |" in gaussian and "(n = 1, no interval)" in gaussian  # only the complete job counts
