@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ optimizer: {_target_: torch.optim.Adam, _partial_: true, lr: 1e-2}
 """
 
 
-def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_path):
+def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_path, monkeypatch):
     search, env = config_on_searchpath(tmp_path, "model", "pool", MODEL_YAML, __file__)
     logs = tmp_path / "logs"
     train = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, logs), search, "model=pool", "prior=vamp",
@@ -83,6 +84,7 @@ def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_
                      env=env)
     assert sample.returncode == 0, sample.stderr[-3000:]
     # the picture shows the continuous Bernoulli's mean, not sigmoid(logit)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the checkpoint names this module's classes
     module = load_model(run)
     with torch.no_grad():
         z = fixed_noise(module.prior, 4, seed=0)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from vae_lightning.evaluation.sweep_report import Row
 
 SEED = "seed"
+# Overrides that say where a job reads and writes or how fast it runs, not what it trains: jobs that
+# differ only in them (e.g. two multiruns in two log folders) are the same configuration.
+NOT_CONFIGURATION = ("paths.", "data.root", "data.download", "threads", "callbacks.progress_bar.", "hydra.")
 # The metrics a contrast compares unless told others: the likelihoods, the collapse diagnostics and the
 # sample quality of each model's own prior
 CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
@@ -33,6 +36,12 @@ CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active
 def split_override(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
     return key, value
+
+
+def configuration(overrides: Iterable[str]) -> tuple[str, ...]:
+    """The overrides that define what a job trains: without its seed and without NOT_CONFIGURATION, sorted."""
+    return tuple(sorted(o for o in overrides if split_override(o)[0] != SEED
+                        and not split_override(o)[0].lstrip("~+").startswith(NOT_CONFIGURATION)))
 
 
 @dataclass
@@ -78,7 +87,7 @@ def group_rows(rows: Iterable[Row]) -> list[Group]:
     configuration with the same seed (a rerun): the later one counts."""
     groups: dict[tuple[str, ...], Group] = {}
     for row in rows:
-        key = tuple(sorted(o for o in row.overrides if split_override(o)[0] != SEED))
+        key = configuration(row.overrides)
         seed = seed_of(row)
         group = groups.setdefault(key, Group(key))
         group.jobs[seed if seed is not None else -1 - len(group.jobs)] = row
@@ -134,24 +143,23 @@ class ContrastRow:
     baseline: Group
     metric: str
     comparison: Comparison
-
-    @property
-    def label(self) -> str:
-        others = [o for o in self.baseline.overrides if split_override(o)[0] != self.contrast.key]
-        versus = f"{self.contrast.key}={self.treatment.setting(self.contrast.key)} - {self.contrast.baseline}"
-        return f"{versus}" + (f" ({' '.join(others)})" if others else "")
+    label: str  # `key=A - B (the other overrides that tell configurations apart)`
 
 
 def compare(groups: Sequence[Group], contrasts: Sequence[Contrast], metrics: Sequence[str]) -> list[ContrastRow]:
     """Every contrast's paired differences for every metric that both arms have."""
+    shared = set.intersection(*(set(g.overrides) for g in groups)) if groups else set()
     rows = []
     for contrast in contrasts:
         contrast.check(groups)
         for treatment, baseline in contrast.pairs(groups):
+            others = [o for o in baseline.overrides if split_override(o)[0] != contrast.key and o not in shared]
+            label = (f"{contrast.key}={treatment.setting(contrast.key)} - {contrast.baseline}"
+                     + (f" ({' '.join(others)})" if others else ""))
             for metric in metrics:
                 a, b = treatment.values(metric), baseline.values(metric)
                 if a and b:
-                    rows.append(ContrastRow(contrast, treatment, baseline, metric, paired_difference(a, b)))
+                    rows.append(ContrastRow(contrast, treatment, baseline, metric, paired_difference(a, b), label))
     return rows
 
 

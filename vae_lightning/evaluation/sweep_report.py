@@ -38,15 +38,18 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.evaluation.results import scalars
 from vae_lightning.evaluation.seed_groups import (
     CONTRAST_METRICS,
+    SEED,
     Contrast,
     ContrastRow,
     Group,
     compare,
+    configuration,
     contrasts_markdown,
     group_rows,
     groups_markdown,
     metric_names,
     plot_groups,
+    split_override,
     write_contrasts_csv,
     write_groups_csv,
 )
@@ -135,8 +138,9 @@ def collect(sweep_dirs: Sequence[Path]) -> list[Row]:
         prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
         rows += [read_job(job, prefix + job.name) for job in jobs]
     shared = set.intersection(*(set(r.overrides) for r in rows)) if len(rows) > 1 else set()
-    for row in rows:
-        row.varying = [o for o in row.overrides if o not in shared]
+    for row in rows:  # what tells jobs apart: not where they were written (seed_groups.NOT_CONFIGURATION)
+        kept = set(configuration(row.overrides))
+        row.varying = [o for o in row.overrides if o not in shared and (o in kept or split_override(o)[0] == SEED)]
     return rows
 
 
@@ -180,7 +184,8 @@ def _md_escape(text: str) -> str:
 def write_markdown(rows: list[Row], metric: str, ascending: bool, path: Path, sweep_dirs: Sequence[Path],
                    groups: Sequence[Group], contrasts: Sequence[ContrastRow]) -> None:
     cols = columns(rows, full=False)
-    shared = [o for o in rows[0].overrides if o not in rows[0].varying]  # `collect` set `varying`
+    common = set.intersection(*(set(r.overrides) for r in rows)) if len(rows) > 1 else set()
+    shared = [o for o in rows[0].overrides if o in common]
     counts = {s: sum(r.status == s for r in rows) for s in STATUS_ORDER}
     lines = [
         f"# Sweep report: {', '.join(map(str, sweep_dirs))}",
