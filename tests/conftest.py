@@ -17,10 +17,15 @@ from hydra.core.hydra_config import HydraConfig
 from vae_lightning.runs.folders import compose_config
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Extracted archives go to a temporary cache, never to the user's."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Extracted archives go to a temporary cache, never to the user's, and a command run without
+    paths.log_dir writes under a temporary folder, never into the clone's logs/ (session-wide, so that
+    the fixtures of every scope see it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("VAE_LOG_DIR", str(tmp_path_factory.getbasetemp() / "default_logs"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,23 @@ moves only because the parameters do.
 from __future__ import annotations
 
 from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING
 
 from vae_lightning import cli
-from vae_lightning.runs.folders import register_resolvers
 
-register_resolvers()
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
+HELP = """\
+python -m vae_lightning.beta_grid ckpt_path=<run folder or .ckpt> ['alphas=[...]'] ['betas=[...]']
+
+The study's plot across Beta parameters: one figure with a panel of the model's samples for every
+(alpha, beta), rows = alphas, columns = betas; every panel decodes the same quantiles, so a digit moves
+only because the parameters do.
+
+Reads    the checkpoint
+Writes   output=<file.png>, else {logs}/beta_grid/runs/<timestamp>/beta_grid.png
+"""
 EXAMPLES = (
     f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}",
     f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN} 'alphas=[1,4]' 'betas=[1,2,3]' "
@@ -28,6 +36,7 @@ EXAMPLES = (
 def beta_grid(cfg: DictConfig) -> Path:
     """Write the alphas x betas figure of the checkpoint's samples."""
     from vae_lightning.core.checks import COUNT, POSITIVE, check_settings, list_of
+    from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent import BetaPrior
     from vae_lightning.latent.geometry import fixed_uniforms
     from vae_lightning.pictures import decoded_grid, panel_figure, write_png
@@ -37,6 +46,9 @@ def beta_grid(cfg: DictConfig) -> Path:
     check_settings(cfg, {"alphas": parameters, "betas": parameters, "ckpt_path": CKPT_PATH, "n": COUNT,
                          "nrow": COUNT})
     module, _, _ = load_trained(cfg.ckpt_path)
+    panels = len(cfg.alphas) * len(cfg.betas)
+    check_fits("n", cfg.n, panels * FLOAT_BYTES * (module.latent_dim + 784 + 2 * 3 * 30 * 30),
+               what=f"for {len(cfg.alphas)} x {len(cfg.betas)} panels of n digits ")
     u = fixed_uniforms(cfg.n, module.latent_dim, cfg.seed)
     panels = []
     for alpha in cfg.alphas:
@@ -48,10 +60,9 @@ def beta_grid(cfg: DictConfig) -> Path:
     return write_png(figure, Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / "beta_grid.png")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="beta_grid")
 def main(cfg: DictConfig) -> None:
     cli.run_task(lambda: beta_grid(cfg))
 
 
 if __name__ == "__main__":
-    cli.run(main, __doc__, EXAMPLES)
+    cli.run(main, HELP, EXAMPLES, "beta_grid")

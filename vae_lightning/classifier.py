@@ -7,16 +7,23 @@ the features of the Fréchet distance, its softmax the class probabilities of cl
 
 from __future__ import annotations
 
-from typing import Any
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from vae_lightning import cli
-from vae_lightning.runs.folders import register_resolvers
 
-register_resolvers()
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
+HELP = """\
+python -m vae_lightning.classifier [key=value ...]
+
+Trains the small digit classifier that evaluate uses to score samples (fid, clarity, diversity), or finds
+it in the cache when the training images and its settings are unchanged. evaluate does this on first use.
+
+Reads    MNIST from data.root = {data}  (VAE_DATA_ROOT sets it)
+Writes   the cache (classifier.cache_dir; a per-user folder by default), and
+         {logs}/classifier/runs/<timestamp>/classifier.log
+"""
 EXAMPLES = (
     "python -m vae_lightning.classifier",
     "python -m vae_lightning.classifier data.root=/data/mnist data.download=false",
@@ -37,11 +44,10 @@ def train_classifier(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train_classifier")
 def main(cfg: DictConfig) -> None:
     record = cli.run_task(lambda: train_classifier(cfg))
     print(f"classifier: {record['path']}  test accuracy {record['test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":
-    cli.run(main, __doc__, EXAMPLES)
+    cli.run(main, HELP, EXAMPLES, "train_classifier")

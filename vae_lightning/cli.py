@@ -3,12 +3,15 @@
 Bad input of any kind (an unknown option of a config group, an unknown key, an override that does
 not parse, a value of the wrong type or range, a missing or unreadable file) ends as one line
 `error: <key>=<value> ...; <what is accepted>` on stderr with exit status 2, without a traceback
-(unless HYDRA_FULL_ERROR=1) and without a new output folder. An interrupted training prints the
-command that resumes it and exits 130 (SIGINT) or 143 (SIGTERM). `--help` prints what the command
-does, its config groups with the options found in conf/, and example command lines.
+(unless HYDRA_FULL_ERROR=1), and a failed command leaves its output folder as it was (a new one is
+removed). An interrupted training prints the command that resumes it and exits 130 (SIGINT) or 143
+(SIGTERM). `--help` is answered here, before Hydra or torch is imported: what the command does, where
+it reads and writes, its config groups with the options found in conf/ (the current one in brackets),
+its main keys with their defaults, and example command lines.
 
-A Hydra command is a `@hydra.main` function whose body is `cli.run_task(...)`, started with
-`cli.run(main, __doc__, EXAMPLES)`; `report` and `bench` parse their flags with `cli.ArgumentParser`.
+A Hydra command is a function `main(cfg)` whose body is `cli.run_task(...)`, started with
+`cli.run(main, HELP, EXAMPLES, config_name)`; `report` and `bench` parse their flags with
+`cli.ArgumentParser`.
 """
 
 from __future__ import annotations
@@ -20,22 +23,23 @@ import re
 import shlex
 import shutil
 import sys
+import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from vae_lightning.core.errors import Interrupted, RunStopped, UserError
-from vae_lightning.runs.folders import CONF_DIR, RESUME_PREFIX
+from vae_lightning.core.files import FolderSnapshot
+from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 T = TypeVar("T")
 
+# When this process started: files and folders made after it are this command's
+PROCESS_START_NS = time.time_ns()
 # HYDRA_FULL_ERROR=1 as the user set it when the process started (`run` sets it for Hydra's sake):
 # full tracebacks instead of one-line errors.
 FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -56,6 +60,9 @@ def fail(message: str) -> NoReturn:
 
 def hydra_error_line(err: Exception) -> str:
     """One line for an error Hydra raises before the task starts."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
     if isinstance(err, MissingConfigException) and err.options and "/" in (err.missing_cfg_file or ""):
         group, _, option = err.missing_cfg_file.rpartition("/")
         return f"{group}={option} is not an option of {group}: choose one of {', '.join(err.options)}"
@@ -75,33 +82,45 @@ def hydra_error_line(err: Exception) -> str:
     return f"{text} ({cause[0]})" if cause else text
 
 
-def run(main: Callable[[], Any], doc: str | None, examples: Sequence[str]) -> None:
-    """Start a `@hydra.main` command, its help being `doc`, its config groups and `examples`.
+def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[str], config_name: str) -> None:
+    """Start a Hydra command: `main(cfg)` with the composed `conf/<config_name>.yaml`.
 
-    Hydra's own errors (an unknown option or key, a bad override, a run folder that cannot be
-    created) become one `error:` line with exit status 2. Hydra prints them over several lines and
-    exits 1; with HYDRA_FULL_ERROR set it raises them instead, so it is set here (unless the user
-    set it: then the traceback). An error raised inside the task function keeps its traceback.
+    `--help` is answered before anything heavy is imported. Hydra's own errors (an unknown option or
+    key, a bad override, a run folder that cannot be created) become one `error:` line with exit status
+    2. Hydra prints them over several lines and exits 1; with HYDRA_FULL_ERROR set it raises them
+    instead, so it is set here (unless the user set it: then the traceback). An error raised inside the
+    task function keeps its traceback.
     """
-    _register_help(doc or "", examples)
+    args = sys.argv[1:]
+    if any(a in ("--help", "-h") for a in args):
+        print(command_help(config_name, help_text, examples, args))
+        raise SystemExit(0)
+    import hydra
+    from hydra.errors import HydraException
+
+    from vae_lightning.runs.folders import register_resolvers
+
+    register_resolvers()
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        main()
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(main)()
     except (HydraException, OSError) as err:
-        task = main.__wrapped__.__code__  # the function under @hydra.main
-        if FULL_ERROR or any(frame.f_code is task for frame, _ in traceback.walk_tb(err.__traceback__)):
+        if FULL_ERROR or any(frame.f_code is main.__code__ for frame, _ in traceback.walk_tb(err.__traceback__)):
             raise
         fail(hydra_error_line(err))
 
 
 def run_task(task: Callable[[], T]) -> T:
     """The body of a Hydra command: bad input (UserError) ends it with one `error:` line and exit
-    status 2 (the traceback only with HYDRA_FULL_ERROR=1), leaving no new output folder behind; an
+    status 2 (the traceback only with HYDRA_FULL_ERROR=1), leaving its output folder as it was; an
     interrupted or stopped run prints one line (with the command that resumes it) and exits non-zero."""
+    from hydra.core.hydra_config import HydraConfig
+
+    snapshot = FolderSnapshot.take(Path(HydraConfig.get().runtime.output_dir)) if HydraConfig.initialized() else None
     try:
         return task()
     except UserError as err:
-        discard_output()
+        discard_output(snapshot)
         if FULL_ERROR:
             raise
         fail(str(err))
@@ -113,18 +132,36 @@ def run_task(task: Callable[[], T]) -> T:
         raise SystemExit(err.exit_code) from None
 
 
-def discard_output() -> None:
-    """Remove what Hydra created for this command: its output folder, unless that holds results
-    (RESULTS) of earlier commands; for a resumed run only this resume's `.hydra/resume_*`."""
+def discard_output(snapshot: FolderSnapshot | None = None) -> None:
+    """Leave the output folder as it was before the command: a new one is removed, unless it holds results
+    (RESULTS) of earlier commands; in an existing one (a resumed run, an earlier evaluation) what this
+    command added is undone (`snapshot`, taken when the task started: its log lines, this resume's
+    `.hydra/resume_*`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from vae_lightning.runs.folders import RESUME_PREFIX
+
     if not HydraConfig.initialized():  # called as a function, not as a command
         return
     hydra_cfg = HydraConfig.get()
     output = Path(hydra_cfg.runtime.output_dir)
-    logging.shutdown()  # release the job's log file before its folder goes
-    if Path(hydra_cfg.output_subdir).name.startswith(RESUME_PREFIX):
+    logging.shutdown()  # release the job's log file before it is cut back or its folder goes
+    if hydra_cfg.output_subdir and Path(hydra_cfg.output_subdir).name.startswith(RESUME_PREFIX):
         shutil.rmtree(output / hydra_cfg.output_subdir, ignore_errors=True)
-    elif not any((output / name).exists() for name in RESULTS):
+    if snapshot is not None:
+        snapshot.restore(PROCESS_START_NS)
+    if output.is_dir() and not any((output / name).exists() for name in RESULTS) and not _existed(snapshot):
         shutil.rmtree(output, ignore_errors=True)
+        for parent in output.parents:  # and the empty folders Hydra made for it (logs/<command>/runs/)
+            if parent.exists() and parent.stat().st_mtime_ns >= PROCESS_START_NS and not any(parent.iterdir()):
+                parent.rmdir()
+            else:
+                break
+
+
+def _existed(snapshot: FolderSnapshot | None) -> bool:
+    """Whether the output folder held files written before this command started (then it is kept)."""
+    return snapshot is not None and any(mtime < PROCESS_START_NS for _, _, mtime in snapshot.files.values())
 
 
 def resume_command(ckpt_path: str) -> str:
@@ -135,6 +172,8 @@ def resume_command(ckpt_path: str) -> str:
 def run_plain(task: Callable[[], T]) -> T:
     """The body of a command without Hydra's app (report, bench): bad input (a UserError, or an
     error of composing a config) is one `error:` line and exit status 2."""
+    from hydra.errors import HydraException
+
     try:
         return task()
     except (UserError, HydraException) as err:
@@ -145,15 +184,25 @@ def run_plain(task: Callable[[], T]) -> T:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse for the commands without Hydra's app (report, bench): a bad flag is one `error:`
-    line and exit status 2 too, not argparse's usage block; `groups` and `examples` end the help."""
+    line and exit status 2 too, not argparse's usage block; every flag's help shows its default;
+    `groups` and `examples` end the help."""
 
-    def __init__(self, prog: str, doc: str | None, examples: Sequence[str], groups: str = "") -> None:
+    def __init__(self, prog: str, description: str, examples: Sequence[str], groups: str = "") -> None:
         epilog = f"{groups}\n\n{examples_text(examples)}" if groups else examples_text(examples)
-        super().__init__(prog=prog, description=doc, epilog=epilog,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        super().__init__(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter)
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message}; see {self.prog} --help")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description and epilog as written, and `(default: ...)` after every flag that has a value by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 # --- --help -----------------------------------------------------------------------------------
@@ -163,29 +212,88 @@ def examples_text(examples: Sequence[str]) -> str:
     return "Examples:\n" + "\n".join(f"  {e}" for e in examples)
 
 
-def config_groups(choices: Mapping[str, str | None]) -> str:
-    """One line per config group of a composed config (`hydra.runtime.choices`, Hydra's own groups
-    left out): its options, the files of conf/<group>/, and the one chosen now."""
+def _defaults_list(config_name: str) -> dict[str, str | None]:
+    """group -> option of a command config's defaults list (Hydra's own groups left out)."""
+    import yaml
+
+    entries = (yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text()) or {}).get("defaults", [])
+    chosen: dict[str, str | None] = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            ((group, option),) = entry.items()
+            if not group.startswith(("override ", "hydra")):
+                chosen[group] = option
+    return chosen
+
+
+def command_groups(config_name: str, overrides: Sequence[str] = ()) -> str:
+    """One line per config group of a command: the options found in conf/<group>/, the one chosen now
+    (its default, or a `group=option` among `overrides`) in brackets."""
+    chosen = _defaults_list(config_name)
+    for override in overrides:
+        group, _, option = override.partition("=")
+        if group in chosen and option:
+            chosen[group] = option
+    width = max(map(len, chosen), default=0)
     lines = []
-    for group in sorted(g for g in choices if not g.startswith("hydra")):
+    for group in sorted(chosen):
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        lines.append(f"  {group}: {', '.join(options)}  (now: {choices[group] or 'none'})")
+        shown = [f"[{o}]" if o == chosen[group] else o for o in options]
+        lines.append(f"  {group:{width}}  {' | '.join(shown)}" + ("   (none chosen)" if chosen[group] is None else ""))
     return "\n".join(lines)
 
 
-def command_groups(config_name: str) -> str:
-    """`config_groups` of a command's config composed without overrides, for commands that compose
-    it themselves (bench)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return config_groups(compose(config_name, return_hydra_config=True).hydra.runtime.choices)
+def _value(leaf: Any) -> str:
+    return "null" if leaf is None else str(leaf).lower() if isinstance(leaf, bool) else str(leaf)
 
 
-def _register_help(doc: str, examples: Sequence[str]) -> None:
-    """The resolver behind conf/hydra/help/command.yaml's template, for this process's command."""
-    def text() -> str:
-        groups = config_groups(HydraConfig.get().runtime.choices)
-        body = (f"{doc.strip()}\n\nConfig groups (group=option; group.key=value sets one key):\n{groups}\n\n"
-                f"{examples_text(examples)}\n\nAll keys and their values: --cfg job. Hydra's own flags: --hydra-help\n")
-        return body.replace("$", "$$")  # Hydra reads the template with string.Template
-    OmegaConf.register_new_resolver("vae_help", text, replace=True)
+def _scalars(tree: dict[str, Any], prefix: str = "", depth: int = 1) -> list[str]:
+    """`key=value` of a config tree's plain values (interpolations and `_target_`s left out), `depth` levels deep."""
+    pairs = []
+    for key, leaf in tree.items():
+        if key in ("defaults", "hydra", "task_name", "eval_dir", "_target_", "_partial_", "_recursive_"):
+            continue
+        if isinstance(leaf, dict):
+            if depth > 0:
+                pairs += _scalars(leaf, f"{prefix}{key}.", depth - 1)
+        elif not (isinstance(leaf, str) and "${" in leaf):
+            pairs.append(f"{prefix}{key}={_value(leaf)}")
+    return pairs
 
+
+def _main_keys(config_name: str, overrides: Sequence[str]) -> str:
+    """The command config's own keys with their defaults (one level into its sections), then those of the
+    option chosen in each group (at most a few each), wrapped at 100 columns."""
+    import yaml
+
+    pairs = _scalars(yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text()) or {})
+    chosen = _defaults_list(config_name)
+    for override in overrides:
+        group, _, option = override.partition("=")
+        if group in chosen and option:
+            chosen[group] = option
+    for group, option in sorted(chosen.items()):
+        path = CONF_DIR / group / f"{option}.yaml"
+        if option is not None and path.is_file() and group not in ("experiment", "debug", "samplers", "callbacks"):
+            pairs += _scalars(yaml.safe_load(path.read_text()) or {}, f"{group}.", depth=0)[:8]
+    lines, line = [], " "
+    for pair in pairs:
+        if len(line) + len(pair) > 100:
+            lines.append(line)
+            line = " "
+        line += f" {pair}"
+    return "\n".join([*lines, line]) if pairs else ""
+
+
+def command_help(config_name: str, help_text: str, examples: Sequence[str], args: Sequence[str]) -> str:
+    """The text of `python -m vae_lightning.<command> --help`."""
+    data = os.environ.get("VAE_DATA_ROOT", str(PROJECT_ROOT / "data"))
+    logs = os.environ.get("VAE_LOG_DIR", str(PROJECT_ROOT / "logs"))
+    text = help_text.strip().format(data=data, logs=logs)
+    sections = [text, "Config groups (group=option picks one, group.key=value sets one of its keys; [current]):\n"
+                + command_groups(config_name, args)]
+    keys = _main_keys(config_name, args)
+    if keys:
+        sections.append("Keys and their defaults (key=value sets one; every key with its value: --cfg job):\n" + keys)
+    sections.append(examples_text(examples))
+    return "\n\n".join(sections) + "\n"

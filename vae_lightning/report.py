@@ -20,6 +20,15 @@ from pathlib import Path
 
 from vae_lightning import cli
 
+HELP = """\
+One report over the jobs of one or more sweeps (logs/train/multiruns/<timestamp>/): a table with every
+job's overrides, outcome and metrics, its curves and sample pictures side by side; jobs that differ only
+in their seed grouped into one configuration with the mean and a 95 % interval of every metric; and
+contrasts (--contrast annealing=linear:constant) answered as paired differences over the seeds both
+have, with a verdict (higher, lower, no difference detected) read off the interval. --evaluate first
+evaluates every finished job that has no evaluation. Writes report.md, report.csv and figures into the
+first folder or --out.
+"""
 EXAMPLES = (
     "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000",
     "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000 --sort test/elbo",
@@ -33,7 +42,7 @@ EXAMPLES = (
 
 
 def argument_parser() -> cli.ArgumentParser:
-    parser = cli.ArgumentParser("python -m vae_lightning.report", __doc__, EXAMPLES)
+    parser = cli.ArgumentParser("python -m vae_lightning.report", HELP, EXAMPLES)
     parser.add_argument("sweep_dirs", type=Path, nargs="+",
                         help="multirun folders, e.g. logs/train/multiruns/<timestamp>")
     parser.add_argument("--sort", default="val/elbo", help="metric to sort by (default: val/elbo)")

@@ -13,20 +13,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import hydra
-from omegaconf import DictConfig
-
 from vae_lightning import cli
-from vae_lightning.runs.folders import register_resolvers
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
     from torch import Tensor
 
     from vae_lightning.latent import LatentDistribution
     from vae_lightning.model import VAEModule
 
-register_resolvers()
 
+HELP = """\
+python -m vae_lightning.sample ckpt_path=<run folder or .ckpt> [sampler=option] [key=value ...]
+
+Draws n latents from a sampler and writes the trained decoder's images as one PNG grid: the model's own
+prior by default, or any other (sampler=beta sampler.alpha=4 sampler.beta=3). The same seed gives every
+sampler the same draws (quantile by quantile where it can), so two grids compare cell by cell.
+
+Reads    the checkpoint; the samplers fitted to the model (aggregate, gmm) also read the training images
+         from data.root = {data}  (VAE_DATA_ROOT sets it)
+Writes   output=<file.png>, else {logs}/sample/runs/<timestamp>/<sampler>.png
+"""
 EXAMPLES = (
     f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN}",
     f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=aggregate data.root=data",
@@ -70,21 +77,23 @@ def chosen_sampler(cfg: DictConfig, module: VAEModule, stored: dict[str, Any]) -
 def sample(cfg: DictConfig) -> Path:
     """Write the grid of `cfg.n` draws of `cfg.sampler` decoded by the checkpoint's model."""
     from vae_lightning.core.checks import COUNT, check_settings
+    from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent.geometry import fixed_noise
     from vae_lightning.pictures import decoded_grid, write_png
     from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained
 
     check_settings(cfg, {"ckpt_path": CKPT_PATH, "n": COUNT, "nrow": COUNT})
     module, stored, _ = load_trained(cfg.ckpt_path)
+    check_fits("n", cfg.n, FLOAT_BYTES * (module.latent_dim + 784 + 3 * 30 * 30),
+               what="of latents, decoded images and grid pixels ")
     sampler = chosen_sampler(cfg, module, stored)
     grid = decoded_grid(module, fixed_noise(sampler, cfg.n, cfg.seed), cfg.nrow)
     return write_png(grid, Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / f"{sampler.name}.png")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
     cli.run_task(lambda: sample(cfg))
 
 
 if __name__ == "__main__":
-    cli.run(main, __doc__, EXAMPLES)
+    cli.run(main, HELP, EXAMPLES, "sample")

@@ -10,14 +10,25 @@ prints the command that resumes it and exits 130 (SIGINT) or 143 (SIGTERM).
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING
 
 from vae_lightning import cli
-from vae_lightning.runs.folders import register_resolvers
 
-register_resolvers()
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
+HELP = """\
+python -m vae_lightning.train [group=option ...] [key=value ...]      (-m: a sweep, one job per combination)
+
+Trains a VAE on MNIST and tests its best checkpoint: the study's 2-D MLP with an N(0, 1) prior unless
+you choose otherwise (prior=beta prior.alpha=4 prior.beta=3, annealing=linear, model=conv, ...).
+With ckpt_path=<run>/checkpoints/last.ckpt it resumes that run in its own folder with its own settings.
+
+Reads    MNIST from data.root = {data}  (VAE_DATA_ROOT sets it; the files are <root>/MNIST/raw/*.gz)
+Writes   {logs}/train/runs/<timestamp>/  (paths.log_dir or VAE_LOG_DIR sets the folder;
+         a sweep: .../train/multiruns/<timestamp>/<job>/): checkpoints/, TensorBoard events,
+         the sample pictures, train.log, the settings (.hydra/)
+"""
 EXAMPLES = (
     "python -m vae_lightning.train",
     "python -m vae_lightning.train prior=beta prior.alpha=4 prior.beta=3 annealing=linear trainer.max_epochs=30",
@@ -27,7 +38,6 @@ EXAMPLES = (
 )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
     from vae_lightning.runs import sweep
@@ -41,4 +51,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    cli.run(main, __doc__, EXAMPLES)
+    cli.run(main, HELP, EXAMPLES, "train")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lightning.runs.folders import CONF_DIR, PROJECT_ROOT, register_resolvers
+from vae_lightning.runs.tracking import event_folder
 
 HELPERS = Path(__file__).resolve().parent
 # a classifier that learns the synthetic digits (10 noisy templates) in a second
@@ -82,7 +83,7 @@ def config_on_searchpath(tmp_path: Path, group: str, name: str, text: str,
 
 def scalars(run: Path, tag: str) -> dict[int, float]:
     """step -> value of a scalar tag, from all event files of a run's TensorBoard folder."""
-    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(event_folder(run)), size_guidance={"scalars": 0})
     acc.Reload()
     return {e.step: e.value for e in acc.Scalars(tag)} if tag in acc.Tags()["scalars"] else {}
 

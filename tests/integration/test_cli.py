@@ -3,7 +3,10 @@ output folder left behind; `--help` names the command's config groups and exampl
 
 from __future__ import annotations
 
+import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import vae_lightning.evaluate as evaluate
 import vae_lightning.report as report
 import vae_lightning.sample as sample
 import vae_lightning.train as train
-from vae_lightning.runs.folders import CONF_DIR, compose_config
+from vae_lightning.runs.folders import CONF_DIR, PROJECT_ROOT, compose_config
 
 # (module, arguments, start of the error line); {run}: a trained run folder, {data}: the synthetic
 # data root, {missing}: a path that does not exist. Each case also gets its own paths.log_dir.
@@ -100,9 +103,37 @@ def test_help_names_the_groups_and_examples(outcomes, command):
     text = result["stdout"]
     for group in GROUPS[command]:
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        assert f"  {group}: {', '.join(options)}  (now: " in text
+        section = text.split("Config groups")[1].split("\n\n")[0]
+        (line,) = [line for line in section.splitlines() if line.split()[:1] == [group]]
+        listed = line.split(None, 1)[1].split("(none chosen)")[0].split(" | ")
+        assert [o.strip().strip("[]") for o in listed] == options  # every option, the current one in brackets
+        assert sum(o.strip().startswith("[") for o in listed) + ("(none chosen)" in line) == 1
     assert all(example in text for example in MODULES[command].EXAMPLES)
     assert "Examples:" in text
+    assert not re.search(r"vae_lightning/|\.py\b|cached_cuda_check|PYTORCH_NVML|fixed_noise", text)  # user's words
+
+
+HELP_PROBE = """
+import runpy, sys, time
+start = time.perf_counter()
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print("SECONDS", time.perf_counter() - start, "TORCH", "torch" in sys.modules, "LIGHTNING", "lightning" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("command", MODULES)
+def test_help_imports_no_torch(command, capsys):
+    """`--help` answers before the heavy imports; its wall time is printed (-s shows it), not asserted."""
+    result = subprocess.run([sys.executable, "-c", HELP_PROBE, f"vae_lightning.{command}"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    probe = result.stdout.strip().splitlines()[-1].split()
+    assert probe[3] == "False" and probe[5] == "False", result.stdout[-2000:]
+    with capsys.disabled():
+        print(f"\n--help of {command}: {float(probe[1]):.2f} s in-process after interpreter start")
 
 
 @pytest.mark.parametrize("command", MODULES)

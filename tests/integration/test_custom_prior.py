@@ -55,8 +55,8 @@ def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_pa
     assert train.returncode == 0, train.stderr[-3000:]
     run = only_run(logs)
     pictures = {p.name for p in (run / "samples" / "epoch_001").glob("*.png")}
-    assert {"samples_student_t_3.png", "samples_comparison.png", "latent_manifold.png", "latent_scatter.png",
-            "reconstructions.png"} <= pictures
+    assert {"samples_student_t_3.png", "samples_comparison.png", "space_manifold.png", "space_scatter.png",
+            "space_reconstructions.png"} <= pictures
 
     cache = tmp_path / "cache"
     evaluate = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK,

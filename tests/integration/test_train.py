@@ -11,6 +11,7 @@ from helpers.commands import only_run, run_cli, scalars, tiny_overrides
 
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.runs.checkpoint import CHECKPOINT_KEY
+from vae_lightning.runs.tracking import event_folder
 from vae_lightning.runs.training import train
 
 PRIORS = {"normal": NormalPrior, "gaussian": GaussianPrior, "beta": BetaPrior}
@@ -55,7 +56,7 @@ def test_cli_run_writes_config_events_and_checkpoints(mnist_root, tmp_path):
     assert "alpha: 4" in (run / ".hydra" / "config.yaml").read_text()
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and len([c for c in ckpts if c.startswith("epoch_")]) == 1  # the best
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(event_folder(run).glob("events.out.tfevents.*"))
     for stage in ("train", "val"):
         for name in ("loss", "recon", "kl", "elbo"):
             assert scalars(run, f"{stage}/{name}"), f"{stage}/{name} not logged"
@@ -83,7 +84,7 @@ def test_resume_continues_the_same_run_and_curve(mnist_root, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert [p.name for p in (resumed / "train" / "runs").iterdir()] == [run.name]  # same folder
     assert (run / ".hydra" / "config.yaml").read_text() == original_config
-    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 2  # same TensorBoard log
+    assert len(list(event_folder(run).glob("events.out.tfevents.*"))) >= 2  # same TensorBoard log
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 30 and checkpoint["epoch"] == 2
     weights = scalars(run, "train/kl_weight")

@@ -19,10 +19,19 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module but those under `if TYPE_CHECKING:` (imports for annotations only)."""
+    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+               and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+               for stmt in block.body for n in ast.walk(stmt)}
+    return [n for n in ast.walk(tree) if id(n) not in skipped]
+
+
 def imports(path: Path) -> set[str]:
-    """The vae_lightning modules a file imports, at its top or inside functions (deferred imports count)."""
+    """The vae_lightning modules a file imports at run time, at its top or inside functions (deferred imports
+    count; imports for type annotations only do not)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("vae_lightning")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vae_lightning"):

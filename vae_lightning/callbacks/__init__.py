@@ -3,8 +3,8 @@
 `RunConfig` (the config sections that define the model), `RandomState` (the RNG state) and
 `NonFiniteGuard` (no NaN/inf in the loss or a saved checkpoint). The others are chosen by the
 `callbacks` config group (conf/callbacks/): `PriorGrid` (the study's pictures), `Diagnostics`
-(posterior collapse), `LastCheckpoint` (last.ckpt between epochs, a clean stop on signals), and the
-benchmark's `EpochTimer`.
+(posterior collapse), `LastCheckpoint` (last.ckpt between epochs, a clean stop on signals), `ProgressBar`
+(the short training bar), and the benchmark's `EpochTimer`.
 
 Adding a callback: a file here with one `lightning.pytorch.callbacks.Callback`, exported below, and
 an entry under `callbacks:` in a conf/callbacks/ file (`_target_: vae_lightning.callbacks.<Class>`).
@@ -18,8 +18,9 @@ from vae_lightning.callbacks.kl_annealing import KLAnnealing
 from vae_lightning.callbacks.last_checkpoint import LastCheckpoint
 from vae_lightning.callbacks.non_finite_guard import NonFiniteGuard
 from vae_lightning.callbacks.prior_grid import PriorGrid
+from vae_lightning.callbacks.progress_bar import ProgressBar
 from vae_lightning.callbacks.random_state import RandomState
 from vae_lightning.callbacks.run_config import RunConfig
 
-__all__ = ["Diagnostics", "EpochTimer", "KLAnnealing", "LastCheckpoint", "NonFiniteGuard", "PriorGrid", "RandomState",
-           "RunConfig"]
+__all__ = ["Diagnostics", "EpochTimer", "KLAnnealing", "LastCheckpoint", "NonFiniteGuard", "PriorGrid", "ProgressBar",
+           "RandomState", "RunConfig"]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from vae_lightning.core.checks import COUNT, PROBABILITY_OPEN
 from vae_lightning.core.errors import UserError
+from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.latent import LatentDistribution, has_quantiles
 from vae_lightning.latent.geometry import box_mass, central_box, fixed_noise, grid_quantiles
 from vae_lightning.latent.samplers import build_samplers, fit_samplers, same_distribution
@@ -51,11 +52,12 @@ class PriorGrid(Callback):
 
     Every `every_n_epochs` epochs: one grid per sampler (tag `samples/<name>`) decoded from fixed
     noise, all of them in one labelled figure (`samples/comparison`), and fixed validation images
-    above their reconstructions (`reconstructions`, from the posterior mean). Every
+    above their reconstructions (`space/reconstructions`, from the posterior mean). Every
     `latent_every_n_epochs` epochs, for a 2-D latent: the decoder over a grid of the prior's
-    quantiles, or of its central region when it has none (`latent/manifold`), and the validation
-    codes coloured by digit with each sampler's central `region_mass` box (`latent/scatter`). Both
-    sets are also drawn at the last epoch. Samplers fitted to the model (`latent.fitted`) are refitted
+    quantiles, or of its central region when it has none (`space/manifold`), and the validation
+    codes coloured by digit with each sampler's central `region_mass` box (`space/scatter`). Both
+    sets are also drawn at the last epoch. (TensorBoard sorts its groups by name: `samples` comes first,
+    then `space`, the latent space's pictures.) Samplers fitted to the model (`latent.fitted`) are refitted
     to the training images of the trainer's data module before each drawing (`fit_samplers`).
 
     Images go to the run's loggers (step = global step; `runs.tracking.log_images`) and, with `dirpath`,
@@ -77,6 +79,12 @@ class PriorGrid(Callback):
                            ("manifold_size", manifold_size), ("scatter_points", scatter_points)):
             COUNT.check(key, value)
         PROBABILITY_OPEN.check("region_mass", region_mass)
+        # every sampler's grid of decoded digits at once (with the comparison figure's pixels), and the manifold
+        n_grids = len(samplers or {}) + 1
+        check_fits("n_samples", n_samples, n_grids * FLOAT_BYTES * (64 + 784 + 2 * 3 * 30 * 30),
+                   what=f"for {n_grids} samplers' grids ")
+        check_fits("manifold_size", manifold_size, FLOAT_BYTES * (784 + 3 * 30 * 30), what="for its decoded grid ",
+                   power=2)
         self.sampler_configs = dict(samplers or {})
         self.dirpath = Path(dirpath) if dirpath else None
         self.every_n_epochs, self.latent_every_n_epochs = every_n_epochs, latent_every_n_epochs
@@ -156,11 +164,12 @@ class PriorGrid(Callback):
     def _sample_images(self, pl_module: VAEModule) -> dict[str, Tensor]:
         grids = self.sample_grids(pl_module)
         panels = [(self._title(s, pl_module), grids[f"samples/{s.name}"]) for s in self.samplers]
-        images = {**grids, "samples/comparison": panel_figure(panels, ncols=min(len(panels), 4))}
+        images = {**grids, "samples/comparison": panel_figure(panels, ncols=min(len(panels), 2))}
         val = self._validation_images()
         if val is not None:
             x = val[0][: self.n_reconstructions]
-            images["reconstructions"] = reconstruction_grid(x, pl_module.decode(pl_module.encode(x).mean), self.nrow)
+            decoded = pl_module.decode(pl_module.encode(x).mean)
+            images["space/reconstructions"] = reconstruction_grid(x, decoded, self.nrow)
         return images
 
     def manifold_axes(self, prior: LatentDistribution) -> Tensor:
@@ -187,14 +196,14 @@ class PriorGrid(Callback):
         z0, z1 = axes[:, 0], axes[:, 1]
         lattice = torch.stack([z0.repeat(size), z1.flip(0).repeat_interleave(size)], dim=1)  # rows: z1 falling
         grid_kind = "the quantiles" if has_quantiles(prior) else "the central region"
-        images = {"latent/manifold": manifold_figure(decoded_grid(pl_module, lattice, size, padding=0), z0, z1,
+        images = {"space/manifold": manifold_figure(decoded_grid(pl_module, lattice, size, padding=0), z0, z1,
                                                      f"decoded over {grid_kind} of the prior {prior.label}")}
         val = self._validation_images()
         if val is not None:
             x, labels = val[0][: self.scatter_points], val[1][: self.scatter_points]
             codes = pl_module.encode(x).mean.cpu()
             regions = [self._region(s, pl_module) for s in self.samplers]
-            images["latent/scatter"] = scatter_figure(
+            images["space/scatter"] = scatter_figure(
                 codes, labels.cpu(), regions,
                 f"posterior means of {len(x)} validation images; boxes: {self.region_mass:.0%} of each sampler")
         return images

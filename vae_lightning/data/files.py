@@ -88,7 +88,7 @@ def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> P
     read-only); else torchvision's download into `root` when `download` is true.
     """
     one_of(list(DATASETS)).check("dataset", dataset)
-    root = Path(root).expanduser()
+    root = given_root(Path(root).expanduser(), dataset)
     raw = raw_folder(root, dataset)
     names = list(IDX_FILES)
     if all((raw / n).is_file() for n in names):
@@ -108,11 +108,24 @@ def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> P
             "(or set data.root / VAE_DATA_ROOT to a folder that has <Class>/raw/ with them)")
     if not download:
         raise DataError(f"{dataset} not found: missing {missing} in {raw}/ and data.download=false; {hint}")
+    made = [folder for folder in (raw, raw.parent, root) if not folder.exists()]
     try:
         DATASETS[dataset](root, train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError per mirror; report them all
+        for folder in made:  # a failed download leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DataError(f"{dataset} not found in {raw}/ and the download failed ({reason}); {hint}") from err
+    return root
+
+
+def given_root(root: Path, dataset: str) -> Path:
+    """The data root a user meant: `<root>` itself, or for a root given as the raw folder (`.../MNIST/raw`,
+    a natural mistake) the folder two levels up, where torchvision looks for `MNIST/raw/`."""
+    raw_name = raw_folder(Path(), dataset)
+    if root.parts[-2:] == raw_name.parts and not raw_folder(root, dataset).exists():
+        return root.parent.parent
     return root
 
 

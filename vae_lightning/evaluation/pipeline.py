@@ -39,13 +39,14 @@ from vae_lightning.core.checks import (
 from vae_lightning.core.devices import pick_device
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.files import write_atomically
+from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.core.progress import no_track, progress_bar
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.evaluation import classifier
 from vae_lightning.evaluation.classifier import load_or_train
 from vae_lightning.evaluation.likelihood import IWAE_K, likelihood_metrics
 from vae_lightning.evaluation.quality import reference_of, sample_quality
-from vae_lightning.evaluation.results import results_markdown, save_figures, scalars
+from vae_lightning.evaluation.results import results_markdown, save_figures, tensorboard_scalars
 from vae_lightning.latent.samplers import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
 from vae_lightning.runs.checkpoint import (
@@ -55,7 +56,7 @@ from vae_lightning.runs.checkpoint import (
     resolve_checkpoint,
 )
 from vae_lightning.runs.folders import run_dir_of
-from vae_lightning.runs.tracking import hyperparameters, log_evaluation
+from vae_lightning.runs.tracking import event_folder, hyperparameters, log_evaluation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,6 +131,23 @@ def likelihood_units(pixel_likelihood: Likelihood, binarize: str) -> str:
             "(likelihood=continuous_bernoulli gives a density).")
 
 
+def check_sizes(cfg: DictConfig, latent_dim: int, n_images: int) -> None:
+    """Refuse, before any work, sizes whose tensors would not fit in memory (core.memory): the samples scored
+    per sampler (latents, decoded images, classifier features), an IWAE chunk of decoded images, the
+    quadrature grid and one chunk of its pairwise likelihoods."""
+    check_fits("n_samples", cfg.n_samples, FLOAT_BYTES * (latent_dim + 784 + 138),
+               what="of latents, decoded images and classifier outputs ")
+    check_fits("iwae.chunk_size", cfg.iwae.chunk_size, 3 * FLOAT_BYTES * 784 * min(cfg.iwae.images_per_batch, n_images),
+               what="of decoded images (chunk_size x images_per_batch x 784 floats, three times) ")
+    if latent_dim <= cfg.exact.max_latent_dim:
+        largest = max(cfg.exact.points_per_dim, cfg.exact.max_points_per_dim)
+        key = "exact.max_points_per_dim" if largest == cfg.exact.max_points_per_dim else "exact.points_per_dim"
+        check_fits(key, largest, 8 * (latent_dim + 2), what=f"for a {largest}^{latent_dim}-point grid ",
+                   power=latent_dim)
+        check_fits("exact.chunk_size", cfg.exact.chunk_size, FLOAT_BYTES * (n_images + 784) * 2,
+                   what="of pairwise likelihoods (chunk_size x test images) ")
+
+
 def write_per_image(path: Path, labels: Tensor, columns: dict[str, Tensor]) -> None:
     """One CSV row per test image: its index in the test set, its label and its per-image values (nats),
     written atomically."""
@@ -139,6 +157,17 @@ def write_per_image(path: Path, labels: Tensor, columns: dict[str, Tensor]) -> N
               for i, (label, row) in enumerate(zip(labels.tolist(), values, strict=True))]
     text = "\n".join(lines) + "\n"
     write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def record_config(cfg: DictConfig, folder: Path) -> None:
+    """The evaluation's config and command-line overrides in `folder` (config.yaml, overrides.yaml), as Hydra
+    would have written them before the task: written only after the evaluation succeeded."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    for name, node in (("config.yaml", cfg), ("overrides.yaml", OmegaConf.create(overrides))):
+        text = OmegaConf.to_yaml(node)
+        write_atomically(folder / name, lambda f, text=text: f.write(text.encode()))
 
 
 def run_seed(run: Path | None) -> int | None:
@@ -163,6 +192,7 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     module = module_from_checkpoint(checkpoint).to(device)
     del checkpoint
     x, data = load_test_set(stored["data"], cfg, device, shared)
+    check_sizes(cfg, module.latent_dim, len(x))
 
     timings: dict[str, float] = {}
     with torch.no_grad():
@@ -205,8 +235,9 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
         run = run_dir_of(ckpt)
         params = hyperparameters(module, repr(build(stored["annealing"], "annealing")),
                                  OmegaConf.select(OmegaConf.create(stored), "model.optimizer.lr"), run_seed(run))
-        log_evaluation((run if run is not None else out) / "tensorboard", step, scalars(results), params)
+        log_evaluation(event_folder(run if run is not None else out), step, tensorboard_scalars(results), params)
     write_per_image(out / PER_IMAGE_FILE, labels, per_image)
+    record_config(cfg, out / ".hydra")
     payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation
     write_atomically(out / "metrics.json", lambda f: f.write(payload.encode()))
     log.info("Wrote %s", out)

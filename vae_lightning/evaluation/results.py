@@ -33,6 +33,17 @@ def scalars(results: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+# The scalars an evaluation adds to the run's TensorBoard: a few cards under eval/, not one per sampler and
+# score (those are in metrics.json, report.md, the sweep report and the sample_quality figure)
+TENSORBOARD_SCALARS = ("eval/elbo", "eval/recon", "eval/kl", "eval/nll_iwae", "eval/nll_exact", "eval/active_units",
+                       "eval/fid/own_prior", "eval/clarity/own_prior", "eval/diversity/own_prior")
+
+
+def tensorboard_scalars(results: dict[str, Any]) -> dict[str, float]:
+    values = scalars(results)
+    return {k: values[k] for k in TENSORBOARD_SCALARS if k in values}
+
+
 def kl_per_dim(likelihood: dict[str, Any]) -> list[float | None]:
     """The KL of each latent dimension, None for each when the prior's KL does not split by dimension."""
     return likelihood["kl_per_dim"] or [None] * len(likelihood["posterior_mean_variance"])

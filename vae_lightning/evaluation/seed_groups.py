@@ -18,30 +18,16 @@ from typing import TYPE_CHECKING
 
 from vae_lightning.core.errors import UserError
 from vae_lightning.evaluation.statistics import Comparison, Interval, paired_difference, t_interval
+from vae_lightning.runs.folders import SEED, configuration, split_override
 
 if TYPE_CHECKING:
     from vae_lightning.evaluation.sweep_report import Row
 
-SEED = "seed"
-# Overrides that say where a job reads and writes or how fast it runs, not what it trains: jobs that
-# differ only in them (e.g. two multiruns in two log folders) are the same configuration.
-NOT_CONFIGURATION = ("paths.", "data.root", "data.download", "threads", "callbacks.progress_bar.", "hydra.")
 # The metrics a contrast compares unless told others: the likelihoods, the collapse diagnostics and the
 # sample quality of each model's own prior
 CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
                     "diagnostics/mutual_information", "eval/fid/own_prior", "eval/clarity/own_prior",
                     "eval/diversity/own_prior")
-
-
-def split_override(override: str) -> tuple[str, str]:
-    key, _, value = override.partition("=")
-    return key, value
-
-
-def configuration(overrides: Iterable[str]) -> tuple[str, ...]:
-    """The overrides that define what a job trains: without its seed and without NOT_CONFIGURATION, sorted."""
-    return tuple(sorted(o for o in overrides if split_override(o)[0] != SEED
-                        and not split_override(o)[0].lstrip("~+").startswith(NOT_CONFIGURATION)))
 
 
 @dataclass

@@ -38,21 +38,19 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.evaluation.results import scalars
 from vae_lightning.evaluation.seed_groups import (
     CONTRAST_METRICS,
-    SEED,
     Contrast,
     ContrastRow,
     Group,
     compare,
-    configuration,
     contrasts_markdown,
     group_rows,
     groups_markdown,
     metric_names,
     plot_groups,
-    split_override,
     write_contrasts_csv,
     write_groups_csv,
 )
+from vae_lightning.runs.folders import SEED, configuration, split_override
 from vae_lightning.runs.sweep import job_dirs, read_status
 
 log = logging.getLogger(__name__)
@@ -266,7 +264,9 @@ def event_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, fl
         return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(job / "tensorboard"), size_guidance={"scalars": 0})
+    from vae_lightning.runs.tracking import event_folder
+
+    accumulator = EventAccumulator(str(event_folder(job)), size_guidance={"scalars": 0})
     accumulator.Reload()
     present = set(accumulator.Tags()["scalars"])
     return {tag: sorted({e.step: e.value for e in accumulator.Scalars(tag)}.items()) for tag in tags if tag in present}

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.functional import hardtanh, log_softmax, softplus
 
 from vae_lightning.core.checks import COUNT, NON_NEGATIVE, PROBABILITY_OPEN, number
+from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.latent.base import LatentDistribution
 from vae_lightning.latent.factorised import normal_posterior
 
@@ -90,6 +91,8 @@ class MixturePrior(DiagonalGaussianMixture):
                  min_scale: float = 1e-3) -> None:
         super().__init__(latent_dim)
         COUNT.check("n_components", n_components)
+        # means, scales, weights with Adam's two moments and a gradient each, and a batch's [B, K] densities
+        check_fits("n_components", n_components, 4 * FLOAT_BYTES * (2 * latent_dim + 1) + 1024 * FLOAT_BYTES)
         NON_NEGATIVE.check("init_spread", init_spread)
         PROBABILITY_OPEN.check("min_scale", min_scale)
         self.n_components, self.min_scale = n_components, min_scale
@@ -125,6 +128,8 @@ class VampPrior(DiagonalGaussianMixture):
                  init_std: float = 0.01) -> None:
         super().__init__(latent_dim)
         COUNT.check("n_pseudo_inputs", n_pseudo_inputs)
+        # the pseudo-images with Adam's two moments and a gradient, and their pass through the encoder
+        check_fits("n_pseudo_inputs", n_pseudo_inputs, 8 * FLOAT_BYTES * 784)
         number(0, 1).check("init_mean", init_mean)
         NON_NEGATIVE.check("init_std", init_std)
         self.n_pseudo_inputs = n_pseudo_inputs

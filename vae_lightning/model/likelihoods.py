@@ -8,7 +8,10 @@ The likelihood contract: the decoder's output is one logit l per pixel, [..., P]
 - `log_prob_pairs(x, logits)`: log p(x_n|z_g) for every image n and latent g, [N, G], without an [N, G, P]
   tensor (exact likelihood by quadrature decodes each grid point once for all images);
 - `mean(logits)`: the mean image `E[x|z]`, [..., P], what pictures and samples show;
-- `name` (tags, HPARAMS) and `normalised_on_gray`: whether log p(x|z) is a density of gray pixels in [0, 1].
+- `name` (tags, HPARAMS) and `normalised_on_gray`: whether log p(x|z) is a density of gray pixels in [0, 1];
+- `targets`: the pixel values it models, `binary` ({0, 1}: data.binarize=dynamic) and/or `gray` ([0, 1]:
+  data.binarize=none), and `instead`: what to use for the others. Training refuses data a likelihood does
+  not model (`check_targets`), because its "nats" would not be a likelihood.
 
 Both families here are exponential families in the pixel value with natural parameter l:
 log p(x|l) = x·l − A(l) per pixel, with A the log-partition function. That one form gives the per-image
@@ -21,12 +24,16 @@ import torch
 from torch import Tensor
 from torch.nn.functional import softplus
 
+from vae_lightning.core.errors import UserError
+
 
 class Likelihood:
     """An exponential family over each pixel: log p(x|l) = x·l − A(l) (see the module docstring)."""
 
     name = "likelihood"
     normalised_on_gray = False
+    targets: tuple[str, ...] = ("binary", "gray")
+    instead = ""
 
     def log_partition(self, logits: Tensor) -> Tensor:
         """A(l) per pixel."""
@@ -81,6 +88,10 @@ class ContinuousBernoulli(Likelihood):
 
     name = "continuous_bernoulli"
     normalised_on_gray = True
+    # on binary pixels the density is unbounded (it grows without limit as l -> ±inf at x = 0 or 1), so the
+    # objective has no maximum and its "nats" are not a likelihood
+    targets = ("gray",)
+    instead = "likelihood=bernoulli for binarized images, or data.binarize=none for gray ones"
 
     def log_partition(self, logits: Tensor) -> Tensor:
         small = logits.abs() < _SMALL
@@ -96,3 +107,14 @@ class ContinuousBernoulli(Likelihood):
         series = 0.5 + logits / 12 - logits**3 / 720
         return torch.where(small, series, closed).clamp(0, 1)
 
+
+# data.binarize -> the pixel values the model is trained on
+TARGETS = {"none": "gray", "dynamic": "binary"}
+
+
+def check_targets(likelihood: Likelihood, binarize: str) -> None:
+    """Raise UserError when the likelihood does not model the pixels that `data.binarize` makes."""
+    target = TARGETS.get(binarize, binarize)
+    if target not in likelihood.targets:
+        raise UserError(f"likelihood={likelihood.name} does not model {target} pixels (data.binarize={binarize}): it "
+                        f"models {' and '.join(likelihood.targets)} pixels; use {likelihood.instead}")

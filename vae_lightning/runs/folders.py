@@ -7,6 +7,8 @@ command's overrides.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -16,11 +18,65 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.renames import upgrade_targets
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = PROJECT_ROOT / "conf"
 RESUME_PREFIX = "resume_"
+SEED = "seed"
+# Overrides that say where a job reads and writes or how fast it runs, not what it trains: runs that differ
+# only in them (e.g. two multiruns in two log folders) are the same configuration.
+NOT_CONFIGURATION = ("paths.", "data.root", "data.download", "threads", "callbacks.progress_bar.", "hydra.",
+                     "ckpt_path", "verbose")
+
+
+def split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key, value
+
+
+def configuration(overrides: Iterable[str]) -> tuple[str, ...]:
+    """The overrides that define what a run trains: without its seed and without NOT_CONFIGURATION, sorted."""
+    return tuple(sorted(o for o in overrides if split_override(o)[0] != SEED
+                        and not split_override(o)[0].lstrip("~+").startswith(NOT_CONFIGURATION)))
+
+
+def swept_keys(multirun_file: Path) -> set[str] | None:
+    """The keys a sweep varies (comma lists on its command line, its sweeper's params), None when the file
+    is not a sweep's multirun.yaml (a single run)."""
+    if not multirun_file.is_file():
+        return None
+    sweep = OmegaConf.load(multirun_file)
+    task = [str(o) for o in OmegaConf.select(sweep, "hydra.overrides.task", default=[]) or []]
+    keys = {split_override(o)[0] for o in task if "," in split_override(o)[1]}
+    params = OmegaConf.select(sweep, "hydra.sweeper.params", default=None) or {}
+    return keys | {str(k) for k in params}
+
+
+def run_label(output_dir: str) -> str:
+    """The name of a run's TensorBoard events folder (<run>/tensorboard/<label>), so that TensorBoard lists
+    runs by their settings: the prior, then the run's other command-line overrides that define what it
+    trains (for a sweep job: the keys the sweep varies), and the seed: `prior=beta_4_3,annealing=linear,seed=0`.
+
+    Read from the run folder's first `.hydra/` (the original command line), so a resumed run keeps its
+    name; "" (events straight in <run>/tensorboard/) for a run folder written before runs were named and
+    for a config composed outside a command."""
+    run = Path(output_dir)
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    if any((run / "tensorboard").glob("events.out.tfevents.*")) or not overrides_file.is_file():
+        return ""
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)]
+    seed = [o for o in overrides if split_override(o)[0] == SEED]
+    swept = swept_keys(run.parent / "multirun.yaml")
+    kept = [o for o in configuration(overrides) if swept is None or split_override(o)[0] in swept] + seed
+    prior = sorted((o for o in kept if split_override(o)[0] == "prior" or split_override(o)[0].startswith("prior.")),
+                   key=lambda o: split_override(o)[0] != "prior")
+    if not any(split_override(o)[0] == "prior" for o in prior):
+        hydra_file = run / ".hydra" / "hydra.yaml"
+        saved = OmegaConf.load(hydra_file) if hydra_file.is_file() else None
+        choice = OmegaConf.select(saved, "hydra.runtime.choices.prior") if saved is not None else None
+        prior = [f"prior={choice}", *prior] if choice else prior
+    label = ",".join([*prior, *(o for o in kept if o not in prior)]) or "defaults"
+    return re.sub(r"[^\w.=,+\-\[\]]", "_", label)[:150]
 
 
 def run_dir_of(ckpt_path: str | Path) -> Path | None:
@@ -65,7 +121,7 @@ def _start_time() -> str:
 
 def register_resolvers() -> None:
     for name, fn in (("vae_root", lambda: str(PROJECT_ROOT)), ("vae_run_dir", run_dir),
-                     ("vae_hydra_subdir", hydra_subdir), ("vae_eval_dir", eval_dir)):
+                     ("vae_hydra_subdir", hydra_subdir), ("vae_eval_dir", eval_dir), ("vae_run_label", run_label)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn, use_cache=True)
 

@@ -27,18 +27,33 @@ if TYPE_CHECKING:
     from vae_lightning.model import Schedule, VAEModule
 
 
+def event_folder(run: Path) -> Path:
+    """The folder of a run's TensorBoard events: <run>/tensorboard/<its label> (runs.folders.run_label), or
+    <run>/tensorboard itself for a run written before runs were named."""
+    base = run / "tensorboard"
+    if not base.is_dir() or any(base.glob("events.out.tfevents.*")):
+        return base
+    named = sorted({p.parent for p in base.glob("*/events.out.tfevents.*")})
+    return named[0] if named else base
+
+
 def hyperparameters(module: VAEModule, schedule: Schedule | str, lr: float | None, seed: int | None) -> dict[str, Any]:
     """The run's hyperparameters for TensorBoard's HPARAMS tab: the prior and the KL schedule with their
-    parameters, the networks (kind, sizes, activation), the likelihood, latent size, learning rate, seed.
+    parameters, the model (networks, likelihood, learning rate), the latent size and the seed.
 
-    The same seven names for every run: TensorBoard takes the table's columns from the first run it
-    reads, so a per-family name such as `prior.alpha` would be missing whenever a normal-prior run
-    came first. The prior is its label (`Beta(4, 3)`), the schedule its repr with every parameter, the
-    model its networks' labels (`mlp 784-400-200-2 leaky_relu / mlp 2-200-400-784 leaky_relu`).
+    The same five names for every run: TensorBoard takes the table's columns from the first run it reads,
+    so a per-family name such as `prior.alpha` would be missing whenever a normal-prior run came first; and
+    it shows the first five columns without being asked. The prior is its label (`Beta(4, 3)`), the
+    schedule its repr with every parameter, the model its networks' labels with the likelihood and the
+    learning rate (`mlp 784-400-200-2 leaky_relu / mlp 2-200-400-784 leaky_relu, bernoulli, lr 0.001`).
     """
-    return {"prior": module.prior.label, "model": module.architecture, "likelihood": module.likelihood.name,
-            "annealing": schedule if isinstance(schedule, str) else repr(schedule),
-            "latent_dim": module.latent_dim, "lr": lr, "seed": seed}
+    model = f"{module.architecture}, {module.likelihood.name}" + (f", lr {lr:g}" if lr is not None else "")
+    return {"prior": module.prior.label, "annealing": schedule if isinstance(schedule, str) else repr(schedule),
+            "model": model, "latent_dim": module.latent_dim, "seed": seed}
+
+
+# The metrics HPARAMS shows first (it shows five without being asked): evaluate's are filled in when it runs
+KEY_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/fid/own_prior")
 
 
 def _file_writer(logger: TensorBoardLogger) -> Any:
@@ -59,7 +74,8 @@ def log_hyperparameters(loggers: Sequence[Logger], params: dict[str, Any], metri
     """
     from torch.utils.tensorboard.summary import hparams
 
-    final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    final = {k: metrics.get(k, 0.0) for k in KEY_METRICS}  # the values are read from the scalars of these tags
+    final.update({k: v for k, v in metrics.items() if k.startswith(("val/", "test/", "diagnostics/"))})
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             writer = _file_writer(logger)
@@ -94,16 +110,17 @@ def log_images(loggers: Sequence[Logger], images: Mapping[str, Tensor], step: in
 
 def log_evaluation(log_dir: Path, step: int, values: dict[str, float], params: dict[str, Any]) -> None:
     """An evaluation's `eval/...` scalars at the checkpoint's global step in the TensorBoard events of
-    `log_dir`, plus an HPARAMS session with the run's hyperparameters (`hyperparameters`) whose metrics
-    TensorBoard reads from those scalars. No experiment summary: TensorBoard then builds the HPARAMS
-    table from all sessions of the runs it shows."""
+    `log_dir`. The run's HPARAMS row (written by training, which lists evaluate's key metrics) reads its
+    `eval/` columns from these scalars; a checkpoint evaluated outside its run folder gets an HPARAMS
+    session of its own with the run's hyperparameters (`hyperparameters`)."""
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
+    trained_here = any(log_dir.glob("events.out.tfevents.*"))
     writer = SummaryWriter(log_dir=str(log_dir))
     for tag, value in values.items():
         writer.add_scalar(tag, value, step)
-    _, session_start, session_end = hparams({k: v for k, v in params.items() if v is not None}, values)
-    writer._get_file_writer().add_summary(session_start, step)
-    writer._get_file_writer().add_summary(session_end, step)
+    if not trained_here:
+        for summary in hparams({k: v for k, v in params.items() if v is not None}, values):
+            writer._get_file_writer().add_summary(summary, step)
     writer.close()

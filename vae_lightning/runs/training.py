@@ -10,9 +10,11 @@ This module sits at the top of the library: it puts the callbacks (callbacks/) a
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import Check, check_settings, integer, is_integer
-from vae_lightning.runs import threads, tracking
+from vae_lightning.model.likelihoods import check_targets
+from vae_lightning.runs import console, threads, tracking
 from vae_lightning.runs.checkpoint import (
     STORED_SECTIONS,
     build_module,
@@ -77,12 +80,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     written: the Trainer's settings (TRAINER_SETTINGS), the checkpoint file, every parameter
     (by building its object), whether the checkpoint fits the config, and the data files.
     """
+    start = time.perf_counter()
+    console.route_library_logs()
+    console.quiet_warnings(console.is_verbose(cfg.get("verbose")))
     check_settings(cfg, TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
 
     threads.set_threads(cfg.get("threads", "auto"))
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     module = build_module(cfg)
     # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
@@ -90,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
     callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    check_targets(module.likelihood, datamodule.binarize)
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
     datamodule.prepare_data()
@@ -98,6 +105,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                                plugins=[AtomicCheckpointIO()])
     threads.check_strategy(trainer)
+    output = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(trainer.default_root_dir)
+    console.say("%s: %s", "resuming" if checkpoint is not None else "run", run_line(output, module, annealing, cfg,
+                                                                                      trainer))
 
     with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
         if cfg.get("train"):
@@ -108,9 +118,52 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if not cfg.get("train"):
                 best = cfg.get("ckpt_path") or ""
             log.info("Testing %s", best or "the current weights")
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
                                       cfg.get("seed"))
     tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
+        console.say("%s", line)
     return metrics
+
+
+def shown(path: Path | str) -> str:
+    """A path as the user would type it: relative to the current folder when it is inside it."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_line(output: Path, module: L.LightningModule, annealing: KLAnnealing, cfg: DictConfig,
+             trainer: L.Trainer) -> str:
+    """The run folder and the settings that matter, in one line."""
+    return (f"{shown(output)}  prior {module.prior.label}, {module.architecture}, annealing "
+            f"{type(annealing.schedule).__name__}, seed {cfg.seed}, device {trainer.strategy.root_device}, "
+            f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}")
+
+
+def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: float, cfg: DictConfig) -> list[str]:
+    """What the run gave and what to do next, with its paths filled in."""
+    minutes, rest = divmod(round(seconds), 60)
+    took = f"{minutes} min {rest} s" if minutes else f"{rest} s"
+    stage = "test" if "test/elbo" in metrics else "val"
+    lines = [f"done in {took}"]
+    if f"{stage}/elbo" in metrics:
+        terms = ", ".join(f"{k} {metrics[f'{stage}/{k}']:.2f}" for k in ("recon", "kl") if f"{stage}/{k}" in metrics)
+        lines[0] += f": {stage} elbo {metrics[f'{stage}/elbo']:.2f} nats per image ({terms})"
+    if best:
+        lines.append(f"best checkpoint (val/elbo): {shown(best)}")
+    run = shown(output)
+    last = output / "checkpoints" / "last.ckpt"
+    lines += ["next:", f"  tensorboard --logdir {run}",
+              f"  python -m vae_lightning.evaluate ckpt_path={run}",
+              f"  python -m vae_lightning.sample ckpt_path={run}"]
+    if last.is_file():
+        longer = (cfg.trainer.get("max_epochs") or 0) * 2 or 40
+        lines.append(f"  python -m vae_lightning.train ckpt_path={shown(last)} trainer.max_epochs={longer}   # resume, "
+                     "train longer")
+    return lines

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vae_lightning.callbacks import PriorGrid
 from vae_lightning.model import VAEModule
+from vae_lightning.runs.tracking import event_folder
 from vae_lightning.runs.training import train
 
 STUDY_TAGS = ["samples/normal_0_1", "samples/gaussian_1_2", "samples/beta_1_1", "samples/beta_1.1_1.1",
@@ -54,7 +55,7 @@ def train_recording(cfg, monkeypatch) -> tuple[StateRecorder, L.Trainer]:
 
 
 def event_images(run: Path) -> dict[str, list]:
-    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    acc = EventAccumulator(str(event_folder(run)), size_guidance={"images": 0})
     acc.Reload()
     return {tag: acc.Images(tag) for tag in acc.Tags()["images"]}
 
@@ -80,12 +81,12 @@ def test_training_writes_every_picture_to_tensorboard_and_png(compose_cfg, mnist
     recorder, trainer = train_recording(cfg, monkeypatch)
     run = tmp_path / "run"
     samplers = [t for t in STUDY_TAGS if t != "samples/beta_1_1"] + ["samples/beta_2_2", "samples/beta_2_5"]
-    expected = samplers + ["samples/comparison", "reconstructions", "latent/manifold", "latent/scatter"]
+    expected = samplers + ["samples/comparison", "space/reconstructions", "space/manifold", "space/scatter"]
     images = event_images(run)
     assert sorted(images) == sorted(expected)
     for tag in expected:
         # grids every epoch; latent pictures every 5th and at the last
-        epochs = [1] if tag.startswith("latent/") else [0, 1]
+        epochs = [1] if tag in ("space/manifold", "space/scatter") else [0, 1]
         assert [e.step for e in images[tag]] == [3 * (k + 1) for k in epochs], tag  # at the global step
         assert png_pixels(images[tag][-1].encoded_image_string).std() > 0, f"{tag} is blank"
         for epoch in (0, 1):
@@ -137,7 +138,7 @@ def test_latent_pictures_are_skipped_with_one_log_line_above_two_dimensions(comp
     assert [p.name for p in samples.iterdir()] == ["epoch_001"]  # every 2nd epoch
     names = sorted(p.name for p in (samples / "epoch_001").iterdir())
     assert names == sorted([f"{t.replace('/', '_')}.png" for t in STUDY_TAGS]
-                           + ["samples_comparison.png", "reconstructions.png"])
+                           + ["samples_comparison.png", "space_reconstructions.png"])
 
 
 @pytest.mark.parametrize("key, value", [("every_n_epochs", 0), ("n_samples", -1), ("region_mass", 1.0)])

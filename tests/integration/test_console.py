@@ -1,0 +1,85 @@
+"""What a new user sees: the headline command's console (the run it starts, a closing summary with the next
+commands, none of the libraries' chatter), its log file, and TensorBoard runs named by their settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.commands import run_cli, tiny_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from vae_lightning.runs.tracking import event_folder
+
+HEADLINE = ["prior=beta", "prior.alpha=4", "prior.beta=3"]
+FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+             "trainer.limit_test_batches=1", "callbacks.prior_grid.latent_every_n_epochs=1"]
+CHATTER = ("GPU available", "TPU available", "Tip:", "litlogger", "limit_train_batches", "limit_val_batches",
+           "was configured so", "Seed set to", "LeafSpec", "Total params", "Total FLOPs", "srun")
+
+
+@pytest.fixture(scope="module")
+def headline(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    logs = tmp_path_factory.mktemp("headline")
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, logs), *FEW_STEPS, *HEADLINE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (logs / "train" / "runs").iterdir()
+    return result, run
+
+
+def test_the_console_names_the_run_and_says_what_to_do_next(headline):
+    result, run = headline
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("run: ") and str(run) in lines[0] and "prior Beta(4, 3)" in lines[0]
+    assert "seed 12345" in lines[0] and "device cpu" in lines[0]
+    done = next(line for line in lines if line.startswith("done in "))
+    assert "test elbo -" in done and "recon" in done and "kl" in done
+    assert any(line.startswith("best checkpoint (val/elbo): ") and "epoch_" in line for line in lines)
+    text = result.stdout
+    for command in (f"tensorboard --logdir {run}", f"python -m vae_lightning.evaluate ckpt_path={run}",
+                    f"python -m vae_lightning.sample ckpt_path={run}",
+                    f"python -m vae_lightning.train ckpt_path={run}/checkpoints/last.ckpt"):
+        assert command in text, command
+
+
+def test_the_console_has_none_of_the_libraries_chatter(headline):
+    result, _ = headline
+    both = result.stdout + result.stderr
+    assert not [word for word in CHATTER if word in both], both[-3000:]
+    assert "Test metric" not in both and "┃" not in both  # neither Lightning's test table nor a model summary
+
+
+def test_train_log_has_the_summary_and_the_libraries_lines(headline):
+    _, run = headline
+    log = (run / "train.log").read_text()
+    assert "done in " in log and "test elbo -" in log and "next:" in log
+    assert "GPU available" in log  # kept in the file, only the console is quiet
+
+
+def test_a_sweep_jobs_tensorboard_run_is_named_by_its_overrides_and_hparams_record_prior_and_seed(mnist_root,
+                                                                                                 tmp_path):
+    logs = tmp_path / "logs"
+    result = run_cli("vae_lightning.train", "-m", *tiny_overrides(mnist_root, logs), *FEW_STEPS, "test=false",
+                     "~callbacks.prior_grid", "prior=normal,beta_4_3", "annealing=linear", "seed=7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (logs / "train" / "multiruns").iterdir()
+    names = sorted(event_folder(job).name for job in sorted(sweep.glob("[0-9]")))
+    assert names == ["prior=beta_4_3,seed=7", "prior=normal,seed=7"]
+    accumulator = EventAccumulator(str(event_folder(sweep / "1")), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    start = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    info = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
+    assert info["prior"].string_value == "Beta(4, 3)" and info["seed"].number_value == 7
+    assert "LinearWarmup" in info["annealing"].string_value
+
+
+def test_a_resumed_run_keeps_its_tensorboard_run(headline, mnist_root):
+    _, run = headline
+    before = event_folder(run)
+    result = run_cli("vae_lightning.train", f"ckpt_path={run}/checkpoints/last.ckpt", f"data.root={mnist_root}",
+                     "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("resuming: ")
+    assert [p for p in (run / "tensorboard").iterdir() if p.is_dir()] == [before]
+    assert before.name.startswith("prior=beta,prior.alpha=4,prior.beta=3")
