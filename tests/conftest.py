@@ -6,6 +6,7 @@ unit/<subpackage>/ for the library's pieces, integration/ for the commands throu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from helpers.data import make_mnist_root
 from hydra.core.hydra_config import HydraConfig
 
 from vae_lightning.runs.folders import compose_config
+
+# MLflow reports its use to its makers unless told not to; the tests' runs (and their subprocesses) never do
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @pytest.fixture(autouse=True, scope="session")

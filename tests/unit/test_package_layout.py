@@ -1,5 +1,6 @@
 """The package's layout rules, read from its source: commands are leaves, imports flow downward without
-cycles, the core knows nothing of the rest, and one module alone touches TensorBoard's private writer."""
+cycles, the core knows nothing of the rest, and one module alone touches TensorBoard's private writer and
+imports MLflow."""
 
 from __future__ import annotations
 
@@ -91,6 +92,18 @@ def test_module_imports_have_no_cycles():
 def test_only_the_logging_module_touches_tensorboards_private_writer():
     users = {name for name, path in MODULES.items() if "_get_file_writer" in path.read_text()}
     assert users == {"vae_lightning.runs.tracking"}
+
+
+def test_only_the_logging_module_imports_mlflow():
+    def imports_mlflow(path: Path) -> bool:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
+                return True
+        return False
+
+    assert {name for name, path in MODULES.items() if imports_mlflow(path)} == {"vae_lightning.runs.tracking"}
 
 
 def test_every_subpackage_states_its_contract():

@@ -60,8 +60,9 @@ class PriorGrid(Callback):
     then `space`, the latent space's pictures.) Samplers fitted to the model (`latent.fitted`) are refitted
     to the training images of the trainer's data module before each drawing (`fit_samplers`).
 
-    Images go to the run's loggers (step = global step; `runs.tracking.log_images`) and, with `dirpath`,
-    to `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
+    Images go to the run's loggers (step = global step; `runs.tracking.log_images`: TensorBoard images,
+    the CSV logger's and MLflow's `samples/epoch_<k>/` files) and, with `dirpath`, to
+    `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
     noise comes from its own generator, `latent.geometry.fixed_noise`; codes and reconstructions use the
     posterior mean), so training is the same with and without this callback; only the global-zero
     process draws.
@@ -235,5 +236,6 @@ class PriorGrid(Callback):
                  "validation)", len(images), epoch, seconds, 100 * seconds / epoch_seconds, epoch_seconds)
 
     def _write(self, trainer: L.Trainer, images: dict[str, Tensor], epoch: int) -> None:
-        folder = self.dirpath / f"epoch_{epoch:03d}" if self.dirpath is not None else None
-        log_images(trainer.loggers, images, trainer.global_step, folder)
+        subdir = f"epoch_{epoch:03d}"
+        folder = self.dirpath / subdir if self.dirpath is not None else None
+        log_images(trainer.loggers, images, trainer.global_step, f"samples/{subdir}", folder)

@@ -8,8 +8,9 @@ quality per sampler: decoder means of `n_samples` draws, scored by the cached cl
 the grayscale test images, which are also the reference row.
 
 Writes `<eval_dir>/metrics.json` (last, so its presence means a complete evaluation), `report.md`
-and figures (evaluation/results.py), and logs `eval/...` scalars with the run's hyperparameters to
-its TensorBoard (runs/tracking.py). The checkpoint is only read.
+and figures (evaluation/results.py), and logs `eval/...` scalars and the figures with the run's
+hyperparameters to the trackers the run trained with (its saved `logger` section: TensorBoard, CSV, the
+same MLflow run; runs/tracking.py). The checkpoint is only read.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from vae_lightning.runs.checkpoint import (
     resolve_checkpoint,
 )
 from vae_lightning.runs.folders import run_dir_of
-from vae_lightning.runs.tracking import event_folder, hyperparameters, log_evaluation
+from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -235,7 +236,7 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
         run = run_dir_of(ckpt)
         params = hyperparameters(module, repr(build(stored["annealing"], "annealing")),
                                  OmegaConf.select(OmegaConf.create(stored), "model.optimizer.lr"), run_seed(run))
-        log_evaluation(event_folder(run if run is not None else out), step, tensorboard_scalars(results), params)
+        log_evaluation(run_loggers(run, out), step, tensorboard_scalars(results), params, [out / f for f in figures])
     write_per_image(out / PER_IMAGE_FILE, labels, per_image)
     record_config(cfg, out / ".hydra")
     payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation

@@ -14,7 +14,8 @@ every completed job that has none. `write_report` writes into the first folder (
   table (fid / clarity / diversity of every sampler evaluate scored, per job);
 - `report.csv`: the same rows with every validation, test, diagnostics and eval metric;
 - `report.png`: the sort metric (or val/elbo and test/elbo) of every completed job, one line per job;
-- `report_curves.png`: `val/elbo` and `diagnostics/active_units` per epoch, one line per job (TensorBoard);
+- `report_curves.png`: `val/elbo` and `diagnostics/active_units` per epoch, one line per job (TensorBoard,
+  or the CSV logger's metrics.csv for a sweep logged with logger=csv);
 - `report_grids.png`: each job's last `samples_comparison.png` (the prior-comparison figure), side by side.
 """
 
@@ -272,12 +273,28 @@ def event_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, fl
     return {tag: sorted({e.step: e.value for e in accumulator.Scalars(tag)}.items()) for tag in tags if tag in present}
 
 
+def csv_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(global step, value)] from the job's CSV logger (`<job>/csv/metrics.csv`, logger=csv: one row
+    per logging call, a metric's column empty in the rows of others); empty for a job without one."""
+    path = job / "csv" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    points: dict[str, dict[int, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for tag in tags:
+                if row.get(tag):
+                    points.setdefault(tag, {})[int(row["step"])] = float(row[tag])
+    return {tag: sorted(values.items()) for tag, values in points.items()}
+
+
 def plot_curves(rows: list[Row], path: Path) -> None:
-    """`val/elbo` and `diagnostics/active_units` against the training step, one line per job."""
+    """`val/elbo` and `diagnostics/active_units` against the training step, one line per job (from its
+    TensorBoard events, else from its CSV logger's metrics.csv)."""
     fig = Figure(figsize=(13, 5), layout="constrained")
     axes = fig.subplots(1, len(CURVES))
     for k, row in enumerate(rows):
-        curves = event_curves(row.path, CURVES)
+        curves = event_curves(row.path, CURVES) or csv_curves(row.path, CURVES)
         style = {"color": colormaps["tab20"](k % 20), "linestyle": ("-", "--", ":")[k // 20 % 3], "linewidth": 1.2}
         for ax, tag in zip(axes, CURVES, strict=True):
             if tag in curves:
@@ -286,7 +303,7 @@ def plot_curves(rows: list[Row], path: Path) -> None:
     for ax, tag in zip(axes, CURVES, strict=True):
         ax.set(title=tag, xlabel="training step")
         ax.grid(alpha=0.3)
-    if axes[0].lines:  # jobs without TensorBoard events draw nothing
+    if axes[0].lines:  # jobs without TensorBoard events or metrics.csv draw nothing
         axes[0].legend(fontsize=6, loc="lower right")
     fig.savefig(path, dpi=110)
 

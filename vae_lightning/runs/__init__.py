@@ -7,7 +7,8 @@
   resuming with the run's own config plus the command's overrides;
 - `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep;
 - `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
-- `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers);
+- `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers: TensorBoard, CSV,
+  MLflow) and the CSV and MLflow loggers that a run folder continues across resumes and evaluations;
 - `training`: the train function itself, which puts callbacks and these policies together (the top of
   the library; `train` and `bench` call it).
 """

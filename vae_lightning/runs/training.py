@@ -86,6 +86,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_settings(cfg, TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
+    # first: a logger whose package is missing (logger=mlflow without the extra) is bad input too
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
 
     threads.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -95,7 +97,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     annealing = KLAnnealing(build(cfg.annealing, "annealing"))
     callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
     callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     check_targets(module.likelihood, datamodule.binarize)
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
