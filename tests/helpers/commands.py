@@ -115,3 +115,27 @@ def compose_plain(config_name: str, *overrides: str) -> DictConfig:
 def evaluate_cfg(*overrides: str) -> DictConfig:
     """evaluate's config composed with `overrides` (for calling the evaluation library directly)."""
     return compose_plain("evaluate", *overrides)
+
+
+class CommandServer:
+    """tests/helpers/run_commands.py --serve as a context manager: `run(module, args)` runs one command line in a
+    forked child of one process that imported the heavy libraries once."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HELPERS / "run_commands.py"), "--serve"], cwd=PROJECT_ROOT,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+
+    def run(self, module: str, args: list[str]) -> dict[str, object]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps([module, args]) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def __enter__(self) -> CommandServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=60)

@@ -2,6 +2,7 @@
 `python -m vae_lightning.<command> <args>` in its own process, for the price of one interpreter start.
 
 Input: a JSON list of [module, [args...]]. Output (stdout): a JSON list of {"rc", "stdout", "stderr"}.
+With `--serve`, one case per line in and one result per line out, for as long as the input is open.
 This process imports the heavy libraries once (and runs no torch computation, so forking is safe);
 each command then runs in a forked child through `runpy`, exactly as `python -m` runs it, with its
 own stdout and stderr. A CLI test costs a fork instead of 4-10 s of imports.
@@ -58,5 +59,17 @@ def run(module: str, args: list[str]) -> dict[str, object]:
         return {"rc": os.waitstatus_to_exitcode(status), "stdout": out.read().decode(), "stderr": err.read().decode()}
 
 
+def serve() -> None:
+    """`--serve`: one JSON [module, [args...]] per input line, one JSON result per output line, until EOF
+    (for tests that decide their next command from the last one's outcome, e.g. a property-based test)."""
+    for line in sys.stdin:
+        module, args = json.loads(line)
+        sys.__stdout__.write(json.dumps(run(module, args)) + "\n")
+        sys.__stdout__.flush()
+
+
 if __name__ == "__main__":
-    print(json.dumps([run(module, args) for module, args in json.load(sys.stdin)]))
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        print(json.dumps([run(module, args) for module, args in json.load(sys.stdin)]))

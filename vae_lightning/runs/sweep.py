@@ -104,8 +104,10 @@ class SweepSummary(Callback):
         jobs = job_dirs(sweep_dir) if sweep_dir.is_dir() else []
         statuses = {job.name: read_status(job) for job in jobs}
         failed = {name: s for name, s in statuses.items() if s is not None and s["status"] == "failed"}
-        log.info("Sweep done: %d jobs, %d failed. Table: python -m vae_lightning.report %s",
-                 len(jobs), len(failed), sweep_dir)
+        from vae_lightning.runs.console import say
+
+        say("sweep done: %d jobs, %d failed; its report: python -m vae_lightning.report %s", len(jobs), len(failed),
+            sweep_dir)
         if failed:
             for name, status in failed.items():
                 print(f"error: job {name} failed: {status['error']}", file=sys.stderr)
