@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import Check, check_settings, integer, is_integer
-from vae_lightning.runs import threads, tracking
+from vae_lightning.runs import slurm, threads, tracking
 from vae_lightning.runs.checkpoint import (
     STORED_SECTIONS,
     build_module,
@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
 
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                               plugins=[AtomicCheckpointIO()])
+                               plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
     threads.check_strategy(trainer)
 
     with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
