@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,10 +87,23 @@ def job_env(cluster: LocalSlurm) -> dict[str, str]:
     return {"SLURM_CONF": str(cluster.conf), "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
-def start_sweep(cluster: LocalSlurm, *overrides: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "vae_lightning.train", "-m", *overrides], cwd=PROJECT_ROOT,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **job_env(cluster)})
+@pytest.fixture
+def start_sweep(cluster: LocalSlurm) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """start_sweep(*overrides): `python -m vae_lightning.train -m overrides...` in the background, ended
+    after the test if it still runs (a test that failed while waiting for it)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*overrides: str) -> subprocess.Popen[str]:
+        started.append(subprocess.Popen([sys.executable, "-m", "vae_lightning.train", "-m", *overrides],
+                                        cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env={**os.environ, **job_env(cluster)}))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def finish(process: subprocess.Popen[str], timeout: float = SWEEP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -187,10 +200,10 @@ def test_a_sweep_runs_one_slurm_job_per_configuration_and_reports(cluster, mnist
 # --- requeue, time limit, cancel
 
 
-def test_a_job_requeued_twice_mid_training_resumes_its_own_checkpoint_exactly(cluster, straight, mnist_root,
-                                                                                tmp_path):
+def test_a_job_requeued_twice_mid_training_resumes_its_own_checkpoint_exactly(cluster, start_sweep, straight,
+                                                                                mnist_root, tmp_path):
     marker = tmp_path / "at"
-    process = start_sweep(cluster, *training(mnist_root, tmp_path), *launcher(),
+    process = start_sweep(*training(mnist_root, tmp_path), *launcher(),
                           *instrument(marker, seconds=0.1, slow_runs=2, marker_step=45))
     states = []
     for restart in (0, 1):  # after the first epoch (40 steps), then again right after the resume
@@ -213,14 +226,14 @@ def test_a_job_requeued_twice_mid_training_resumes_its_own_checkpoint_exactly(cl
     assert len(re.findall(r"interrupted by SIGTERM at epoch \d, step \d+; saved .*; requeued", log)) == 2
 
 
-def test_a_job_signalled_ahead_of_its_time_limit_requeues_itself_and_completes(cluster, straight, mnist_root,
+def test_a_job_signalled_ahead_of_its_time_limit_requeues_itself_and_completes(start_sweep, straight, mnist_root,
                                                                                 tmp_path):
     # The controller looks at time limits every 30 s: SIGUSR2, 60 s ahead of a 2-minute limit, comes at the
     # first look 60 s or more into the run (60-90 s: after the job's start, which took up to 40 s on a busy
     # 2-core machine; a notice before submitit's handlers are in place ends the process), the time limit's
     # SIGTERM 30 s later. The first run, slowed to a step per second, cannot finish in time; the second is not.
     marker = tmp_path / "at"
-    process = start_sweep(cluster, *training(mnist_root, tmp_path), *launcher(timeout_min=2, signal_delay_s=60),
+    process = start_sweep(*training(mnist_root, tmp_path), *launcher(timeout_min=2, signal_delay_s=60),
                           *instrument(marker, seconds=1.0, slow_runs=1))
     print(f"run 0 in training: {wait_for(Path(f'{marker}.0'), process, timeout=120)}")
     result = finish(process)
@@ -233,10 +246,10 @@ def test_a_job_signalled_ahead_of_its_time_limit_requeues_itself_and_completes(c
     assert re.search(r"interrupted by SIGUSR2 at epoch \d, step \d+; saved .*; requeued", log), log[-3000:]
 
 
-def test_a_cancelled_job_is_recorded_as_cancelled_and_its_sweep_continues(cluster, straight, mnist_root, tmp_path,
-                                                                          capsys):
+def test_a_cancelled_job_is_recorded_as_cancelled_and_its_sweep_continues(cluster, start_sweep, straight, mnist_root,
+                                                                          tmp_path, capsys):
     marker = tmp_path / "at"
-    process = start_sweep(cluster, *training(mnist_root, tmp_path), *launcher(),
+    process = start_sweep(*training(mnist_root, tmp_path), *launcher(),
                           *instrument(marker, seconds=0.1, slow_runs=1, slow_until=30, marker_step=10))
     wait_for(Path(f"{marker}.0"), process)
     job = running_job(cluster)
