@@ -1,7 +1,6 @@
-"""How a run uses the machine: torch threads per job (a SLURM job's allocated CPUs, shared between the jobs of a
-local sweep), DDP's
-processes (Lightning's script-relaunching `ddp` refused inside a local multirun), and torch's cached
-CUDA check for CPU runs."""
+"""How a run uses the machine: torch threads per job (a SLURM job's allocated CPUs, shared between the jobs
+of a local sweep), DDP's processes (Lightning's script-relaunching `ddp` refused inside a local multirun),
+and torch's cached CUDA check for CPU runs."""
 
 from __future__ import annotations
 
