@@ -2,7 +2,7 @@
 
 Reads every job of the multirun folders (its overrides, its outcome and final metrics, and evaluate's
 results when the job has `eval/metrics.json`) and writes, into the first folder or `--out`: report.md
-(one row per job, sorted by a metric; failed and unfinished jobs marked; a sample-quality table),
+(one row per job, sorted by a metric; failed, cancelled and unfinished jobs marked; a sample-quality table),
 report.csv (every metric), report.png, report_curves.png (val/elbo and active units per epoch) and
 report_grids.png (each job's last prior-comparison figure). `--evaluate` first evaluates every
 completed job that has no evaluation yet (`--jobs 2`: two at a time).
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
                                               contrasts, metrics or CONTRAST_METRICS, args.jobs))
     out = args.out or args.sweep_dirs[0]
     print((out / "report.md").read_text())
-    failed = sum(r.status == "failed" for r in rows)
+    failed, cancelled = (sum(r.status == s for r in rows) for s in ("failed", "cancelled"))
     print(f"wrote report.md, report.csv, report.png, report_curves.png, report_grids.png in {out} "
-          f"({len(rows)} jobs, {failed} failed)")
+          f"({len(rows)} jobs, {failed} failed{f', {cancelled} cancelled' if cancelled else ''})")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def main(cfg: DictConfig) -> float | None:
     from vae_lightning.runs.training import resume_config, train
 
     if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
-        return sweep.optimized_value(sweep.run_job(lambda: train(resume_config(cfg))), cfg.get("optimized_metric"))
+        metrics = sweep.run_job(lambda: train(sweep.continue_own_checkpoint(resume_config(cfg))))
+        return sweep.optimized_value(metrics, cfg.get("optimized_metric"))
     metrics = cli.run_task(lambda: train(resume_config(cfg)))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None

@@ -113,8 +113,9 @@ def base_arguments(command: str, s: dict) -> list[str]:
     tool = [f"ckpt_path={s['run']}", *out]
     classifier = [*TINY_CLASSIFIER, f"classifier.cache_dir={s['cache']}"]
     return {
-        "train": [*tiny_overrides(s["data"], s["logs"] / "out"), "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                  "trainer.limit_val_batches=1", "test=false", "~callbacks.prior_grid"],
+        "train": [*tiny_overrides(s["data"], s["logs"] / "out"), "trainer.max_epochs=1",
+                  "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false",
+                  "~callbacks.prior_grid"],
         "evaluate": [*tool, f"data.root={s['data']}", "data.download=false", "progress=false", *classifier, *QUICK,
                      "n_images=16", "samplers=study", "~samplers.beta_1_1", "~samplers.beta_1p1_1p1",
                      "~samplers.beta_1p1_2", "tensorboard=false"],

@@ -226,7 +226,7 @@ def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, t
         raise ParameterError("prior.alpha", 0, "a finite number > 0")
 
     assert sweep.run_job(bad) is None
-    assert sweep.read_status(job_dir) == {"status": "failed",
+    assert sweep.read_status(job_dir) == {"status": "failed", "overrides": [],
                                           "error": "prior.alpha=0 is invalid: must be a finite number > 0"}
     assert math.isnan(sweep.optimized_value(None, "val/elbo"))
     metrics = sweep.run_job(lambda: {"val/elbo": -100.0})
@@ -234,6 +234,25 @@ def test_run_job_records_the_outcome_and_returns_nan_for_failures(compose_cfg, t
     assert sweep.optimized_value(metrics, "val/elbo") == -100.0
     assert math.isnan(sweep.optimized_value(metrics, "val/elbow"))
     assert sweep.optimized_value(metrics, None) is None
+
+
+def test_a_sweep_run_again_into_its_folder_keeps_completed_jobs_and_refuses_other_ones(compose_cfg, tmp_path):
+    compose_cfg(["seed=1"])
+    assert sweep.run_job(lambda: {"val/elbo": -100.0}) == {"val/elbo": -100.0}
+    assert sweep.run_job(bad_job) == {"val/elbo": -100.0}  # completed: not run again, its metrics
+    compose_cfg(["seed=2"])  # another job in the same folder: not run, the folder left as it was
+    assert sweep.run_job(bad_job) is None
+    assert sweep.read_status(tmp_path / "run") == {"status": "completed", "metrics": {"val/elbo": -100.0},
+                                                   "threads": torch.get_num_threads(), "overrides": ["seed=1"]}
+    cfg = sweep.continue_own_checkpoint(compose_cfg(["seed=1"]))
+    assert cfg.ckpt_path is None  # no checkpoint in its folder yet
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert sweep.continue_own_checkpoint(cfg).ckpt_path == str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+
+
+def bad_job() -> dict[str, float]:
+    raise AssertionError("must not run")
 
 
 def test_hyperparameters_name_the_prior_and_schedule_with_their_parameters(compose_cfg):

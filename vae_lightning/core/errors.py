@@ -33,14 +33,30 @@ class RunStopped(Exception):
 
 
 class Interrupted(RunStopped):
-    """SIGINT or SIGTERM: the current state was saved to `ckpt_path`; exit 128 + the signal number
-    (130, 143), as a shell reports a process ended by that signal."""
+    """A stop signal (SIGINT, SIGTERM, or SIGUSR2: SLURM's notice ahead of a time limit) during training: the
+    current state was saved to `ckpt_path`; exit 128 + the signal number (130, 143, 140), as a shell reports a
+    process ended by that signal."""
 
     def __init__(self, signum: int, epoch: int, step: int, ckpt_path: str) -> None:
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name} at epoch {epoch}, step {step}; saved {ckpt_path}")
         self.exit_code = 128 + signum
-        self.ckpt_path = ckpt_path
+        self.signum, self.step, self.ckpt_path = signum, step, ckpt_path
+
+
+class Signalled(RunStopped):
+    """A stop signal of a SLURM job outside training (setup, sanity check, test): nothing new to save,
+    so the job stops at once, before the scheduler's SIGKILL."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} outside training")
+        self.exit_code = 128 + signum
+        self.signum = signum
+
+
+class Requeued(SystemExit):
+    """The SLURM job was requeued and will run again: the process ends without a result. A SystemExit, so
+    that neither Hydra's job runner nor submitit records an outcome (submitit waits for the next run)."""
 
 
 class NonFiniteError(RunStopped):

@@ -10,7 +10,8 @@ every completed job that has none. `write_report` writes into the first folder (
 
 - `report.md`: one row per job, sorted by a metric, with the overrides that differ between jobs, the
   validation/test ELBO, the last epoch's diagnostics and the likelihoods; failed jobs last, marked
-  failed with their error line; jobs without `status.json` marked unfinished; then a sample-quality
+  failed with their error line; jobs that SLURM cancelled (or requeued, and that have not run again yet)
+  marked so, with the signal and the checkpoint; jobs without `status.json` marked unfinished; then a sample-quality
   table (fid / clarity / diversity of every sampler evaluate scored, per job);
 - `report.csv`: the same rows with every validation, test, diagnostics and eval metric;
 - `report.png`: the sort metric (or val/elbo and test/elbo) of every completed job, one line per job;
@@ -62,7 +63,7 @@ DETAIL_METRICS = ("diagnostics/active_units", "diagnostics/mutual_information", 
                   "eval/nll_exact", "eval/active_units")
 QUALITY_METRICS = ("fid", "clarity", "diversity")
 CURVES = ("val/elbo", "diagnostics/active_units")
-STATUS_ORDER = {"completed": 0, "incomplete": 1, "unfinished": 2, "cancelled": 3, "failed": 4}
+STATUS_ORDER = {"completed": 0, "incomplete": 1, "unfinished": 2, "requeued": 3, "cancelled": 4, "failed": 5}
 UNFINISHED = "no status.json: still running, or stopped before the end (see the job's train.log)"
 # the configuration table's metrics, when present
 GROUP_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
@@ -76,7 +77,8 @@ class Row:
 
     job: str  # its folder name; `<multirun folder name>/<job>` when the report covers several multiruns
     path: Path
-    status: str  # completed | incomplete (its evaluation is) | unfinished | cancelled | failed
+    status: str  # completed | incomplete (its evaluation is) | unfinished | requeued (by SLURM: runs again) |
+    # cancelled (by SLURM, its last.ckpt saved) | failed
     overrides: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""

@@ -5,7 +5,10 @@
 - `checkpoint_io`: checkpoints written atomically;
 - `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
   resuming with the run's own config plus the command's overrides;
-- `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep;
+- `slurm`: a run as a SLURM job (Lightning's cluster environment, allocated CPUs, what SLURM did with a
+  signalled job, the scheduler checked before a sweep is submitted);
+- `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep, a requeued
+  SLURM job that continues its own checkpoint;
 - `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
 - `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers: TensorBoard, CSV,
   MLflow) and the CSV and MLflow loggers that a run folder continues across resumes and evaluations;

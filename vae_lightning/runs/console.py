@@ -6,8 +6,8 @@ and warnings, not the chatter of the libraries it runs on; the log file keeps ev
   the model summary when one is asked for (`trainer.enable_model_summary=true`), and warnings or worse;
   with `verbose=true` (or `hydra.verbose=true`) every record, Lightning's device lines and tips included;
 - `quiet_warnings()`: Python warnings of our dependencies that say nothing to a user of this project
-  (known deprecations inside Lightning, hints that do not apply to in-memory batches, the `srun` hint on
-  a machine that merely has SLURM installed) are not shown unless verbose.
+  (known deprecations inside Lightning, hints that do not apply to in-memory batches) are not shown unless
+  verbose (Lightning's `srun` hint on a machine that merely has SLURM installed: runs/slurm.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated.*", Warning),
     (r".*does not have many workers.*", Warning),
     (r".*Checkpoint directory .* exists and is not empty.*", Warning),
-    (r".*The `srun` command is available on your system but is not used.*", Warning),
     (r".*Consider setting `persistent_workers=True`.*", Warning),
 )
 

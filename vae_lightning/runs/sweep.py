@@ -1,12 +1,20 @@
 """A sweep's jobs: each records its outcome in its folder (`status.json`). (A job's threads and
-processes: runs/threads.py; its hyperparameters in TensorBoard: runs/tracking.py.)
+processes: runs/threads.py; its hyperparameters in TensorBoard: runs/tracking.py; a job on SLURM:
+runs/slurm.py.)
 
 A multirun job never ends the sweep. Hydra's launchers catch an exception raised by a job, but the
 basic sweeper re-raises the first one after its batch, and a `SystemExit` (our one-line bad-input
 exit) stops the sweep at once. So in a multirun every exception is caught here instead: the job's
 folder gets `status.json` with the one-line error (the traceback of an unexpected error goes to the
 job's log), the job returns NaN (Optuna records a failed trial), and the next job starts. After the
-sweep, `SweepSummary` lists the failed jobs and exits with status 1.
+sweep, `SweepSummary` lists the failed and cancelled jobs and exits with status 1.
+
+A job stopped by SLURM (a signal during training saves `last.ckpt` first) is `requeued` when SLURM runs
+it again, or requeues it itself on the notice ahead of its time limit; then the process ends without a
+result, submitit waits for the next run, and that run continues the job's own `last.ckpt`, in the same
+folder with the same config. Otherwise it is `cancelled` (scancel), or `failed` (its time limit without
+a notice ahead). A job whose folder already holds a checkpoint (a requeued job; a sweep run again into
+its folder, `hydra.sweep.dir=<multirun folder>`) continues it, and one that completed is not run again.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +33,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from vae_lightning.core.errors import UserError
+from vae_lightning.core.errors import Interrupted, Requeued, Signalled, UserError
 from vae_lightning.core.files import write_atomically
+from vae_lightning.runs import slurm
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +75,99 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def job_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def continue_own_checkpoint(cfg: DictConfig) -> DictConfig:
+    """`cfg` resuming the job's own `checkpoints/last.ckpt` when its folder has one (an earlier run of
+    this job: SLURM requeued it, or the sweep runs again into its folder), else `cfg` as it is."""
+    last = job_dir() / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return cfg
+    log.info("Continuing this job's own %s%s", last,
+             f" (SLURM restarts: {slurm.restart_count()})" if slurm.in_job() else "")
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.ckpt_path = str(last)
+    return cfg
+
+
 def run_job(job: Callable[[], dict[str, float]]) -> dict[str, float] | None:
-    """Run one multirun job; record its outcome in its folder. Returns its metrics, or None when it failed."""
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        metrics = job()
-    except Exception as err:  # any failure of one job is recorded and the sweep goes on
-        line = error_line(err)
-        if isinstance(err, UserError):
-            log.error("error: %s", line)
-        else:
-            log.exception("job failed: %s", line)
-        if rank_zero_only.rank == 0:
-            write_status(job_dir, {"status": "failed", "error": line})
+    """Run one multirun job; record its outcome in its folder. Returns its metrics, or None when it failed
+    or was cancelled; raises `Requeued` when SLURM will run it again. A job that completed in an earlier run
+    of the sweep is not run again (its recorded metrics)."""
+    folder, overrides = job_dir(), list(HydraConfig.get().overrides.task)
+    previous = read_status(folder)
+    if previous is not None and previous.get("overrides", overrides) != overrides:
+        log.error("error: %s holds the job %s, not this one; continue a sweep with its own command line, or give "
+                  "a new hydra.sweep.dir", folder, " ".join(previous["overrides"]))
         return None
-    if rank_zero_only.rank == 0:
-        write_status(job_dir, {"status": "completed", "metrics": metrics, "threads": torch.get_num_threads()})
+    if previous is not None and previous["status"] == "completed":
+        log.info("This job completed in an earlier run of the sweep (%s): not run again", folder / STATUS_FILE)
+        return previous["metrics"]
+    try:
+        with slurm.stop_signals():
+            metrics = job()
+    except (Interrupted, Signalled) as err:
+        if not slurm.in_job():
+            return _failed(folder, err)
+        return _stopped_by_slurm(folder, err)
+    except Exception as err:  # any failure of one job is recorded and the sweep goes on
+        return _failed(folder, err)
+    status: dict[str, Any] = {"status": "completed", "metrics": metrics, "threads": torch.get_num_threads()}
+    if slurm.in_job():
+        status["slurm"] = {"job_id": slurm.job_id(), "restarts": slurm.restart_count()}
+    _record(folder, status)
     return metrics
+
+
+def _record(folder: Path, status: dict[str, Any]) -> None:
+    """The job's outcome with its overrides (a sweep run again into the folder checks that it is the same job)."""
+    if rank_zero_only.rank == 0:
+        write_status(folder, {**status, "overrides": list(HydraConfig.get().overrides.task)})
+
+
+def _failed(folder: Path, err: Exception) -> None:
+    line = error_line(err)
+    if isinstance(err, UserError):
+        log.error("error: %s", line)
+    else:
+        log.exception("job failed: %s", line)
+    _record(folder, {"status": "failed", "error": line})
+
+
+def _stopped_by_slurm(folder: Path, err: Interrupted | Signalled) -> None:
+    """A SLURM job stopped by a signal: requeued (raises `Requeued`), cancelled or failed, as SLURM says.
+
+    A job that SLURM keeps running after the signal (the notice ahead of the time limit, a preemption's
+    grace period) requeues itself when it trained in this run (a stop during training saved `last.ckpt`
+    after at least one step), or else while it has been restarted fewer than `hydra.launcher.max_num_timeout`
+    times (submitit's limit for the same case before the job's task starts), so that a time limit shorter
+    than a job's start cannot requeue it forever."""
+    fate, refusal = slurm.outcome(err.signum), None
+    limit = int(HydraConfig.get().launcher.get("max_num_timeout") or 0)
+    if fate == "signalled" and (isinstance(err, Interrupted) or slurm.restart_count() < limit):
+        refusal = slurm.requeue() if rank_zero_only.rank == 0 else None
+        fate = "requeued" if refusal is None else "refused"
+    why = {"requeued": "requeued: it runs again from this checkpoint",
+           "signalled": f"not requeued: signalled outside training after {slurm.restart_count()} restarts "
+                        f"(hydra.launcher.max_num_timeout={limit}); give the jobs more time: "
+                        "hydra.launcher.timeout_min",
+           "refused": f"SLURM refused to requeue it ({refusal})",
+           "timeout": "the job reached its time limit",
+           "cancelled": "SLURM cancelled the job",
+           "unknown": "SLURM's controller did not say what became of the job"}[fate]
+    line = f"{err}; {why}"
+    status = {"requeued": "requeued", "cancelled": "cancelled"}.get(fate, "failed")
+    log.warning("SLURM job %s (restarts: %d): %s", slurm.job_id(), slurm.restart_count(), line)
+    record: dict[str, Any] = {"status": status, "error": line, "slurm": {"job_id": slurm.job_id(),
+                                                                          "restarts": slurm.restart_count()}}
+    if isinstance(err, Interrupted):
+        record.update(step=err.step, ckpt_path=err.ckpt_path)
+    _record(folder, record)
+    if status == "requeued":
+        raise Requeued(err.exit_code)
 
 
 def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float | None:
@@ -96,19 +182,33 @@ def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float
     return metrics[name]
 
 
+def resume_command(config: DictConfig) -> str:
+    """The command that runs a multirun again into its own folder: each job continues its checkpoint, the
+    completed ones are kept."""
+    sweep_dir = f"hydra.sweep.dir={config.hydra.sweep.dir}"
+    hydra_overrides = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+    words = ["python", "-m", f"vae_lightning.{config.hydra.job.name}", "-m", *hydra_overrides,
+             *config.hydra.overrides.task, sweep_dir]
+    return shlex.join(words)
+
+
 class SweepSummary(Callback):
-    """Hydra callback: after a multirun, one line per failed job, and exit status 1 if any failed."""
+    """Hydra callback: after a multirun, one line per failed or cancelled job, and exit status 1 if any
+    (with the command that continues the sweep)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = job_dirs(sweep_dir) if sweep_dir.is_dir() else []
         statuses = {job.name: read_status(job) for job in jobs}
-        failed = {name: s for name, s in statuses.items() if s is not None and s["status"] == "failed"}
+        stopped = {name: s for name, s in statuses.items() if s is not None and s["status"] in ("failed", "cancelled")}
+        cancelled = sum(s["status"] == "cancelled" for s in stopped.values())
         from vae_lightning.runs.console import say
 
-        say("sweep done: %d jobs, %d failed; its report: python -m vae_lightning.report %s", len(jobs), len(failed),
-            sweep_dir)
-        if failed:
-            for name, status in failed.items():
-                print(f"error: job {name} failed: {status['error']}", file=sys.stderr)
+        say("sweep done: %d jobs, %d failed%s; its report: python -m vae_lightning.report %s", len(jobs),
+            len(stopped) - cancelled, f", {cancelled} cancelled" if cancelled else "", sweep_dir)
+        if stopped:
+            for name, status in stopped.items():
+                print(f"error: job {name} {status['status']}: {status['error']}", file=sys.stderr)
+            if cancelled:
+                print(f"continue the sweep with: {resume_command(config)}", file=sys.stderr)
             raise SystemExit(1)

@@ -1,6 +1,6 @@
-"""How a run uses the machine: torch threads per job (shared between the jobs of a local sweep), DDP's
-processes (Lightning's script-relaunching `ddp` refused inside a local multirun), and torch's cached
-CUDA check for CPU runs."""
+"""How a run uses the machine: torch threads per job (a SLURM job's allocated CPUs, shared between the jobs
+of a local sweep), DDP's processes (Lightning's script-relaunching `ddp` refused inside a local multirun),
+and torch's cached CUDA check for CPU runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
 from vae_lightning.core.checks import Check, is_integer
 from vae_lightning.core.errors import UserError
-from vae_lightning.runs import sweep
+from vae_lightning.runs import slurm, sweep
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,26 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def threads_for_job(setting: Any, launcher: Mapping[str, Any] | None, cores: int) -> int | None:
+def threads_for_job(setting: Any, launcher: Mapping[str, Any] | None, cores: int,
+                    allocated: int | None = None) -> int | None:
     """Torch threads for one job; None leaves torch's default (one per core).
 
-    `setting` is the config's `threads`: an integer, null, or `auto`. `auto` shares the cores between
-    jobs that run at once: joblib's `n_jobs` of them (negative as joblib counts: -1 = one per core)
-    on this machine; submitit's `cpus_per_task` when set (each job's own allocation); otherwise
-    torch's default.
+    `setting` is the config's `threads`: an integer, null, or `auto`. `auto` is the CPUs SLURM
+    allocated to the job's task (`allocated`: SLURM_CPUS_PER_TASK, for a sweep job under the slurm
+    launcher as for a single run in an sbatch script), shared between the jobs that run at once:
+    joblib's `n_jobs` of them (negative as joblib counts: -1 = one per core) share the allocation or
+    this machine's `cores`; submitit_local's `cpus_per_task` when set; otherwise torch's default.
     """
     if setting != "auto":
         THREADS.check("threads", setting)
         return setting
-    if launcher is None:
-        return None
-    if launcher.get("n_jobs") is not None:
-        n_jobs = int(launcher["n_jobs"])
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-        return max(1, cores // parallel)
-    if launcher.get("cpus_per_task"):
+    if launcher is not None and launcher.get("n_jobs") is not None:
+        n_jobs, available = int(launcher["n_jobs"]), allocated or cores
+        parallel = n_jobs if n_jobs > 0 else max(1, available + 1 + n_jobs)
+        return max(1, available // parallel)
+    if allocated is not None:
+        return allocated
+    if launcher is not None and launcher.get("cpus_per_task"):
         return int(launcher["cpus_per_task"])
     return None
 
@@ -54,7 +56,7 @@ def threads_for_job(setting: Any, launcher: Mapping[str, Any] | None, cores: int
 def set_threads(setting: Any) -> None:
     """Apply the config's `threads` (see `threads_for_job`); launchers only matter in a multirun."""
     launcher = HydraConfig.get().launcher if sweep.in_multirun() else None
-    threads = threads_for_job(setting, launcher, cpu_count())
+    threads = threads_for_job(setting, launcher, cpu_count(), slurm.cpus_per_task())
     if threads is not None:
         torch.set_num_threads(threads)
         log.info("torch threads: %d (threads=%s)", threads, setting)

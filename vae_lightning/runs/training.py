@@ -23,7 +23,7 @@ from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, Ru
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import Check, check_settings, integer, is_integer
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import console, threads, tracking
+from vae_lightning.runs import console, slurm, threads, tracking
 from vae_lightning.runs.checkpoint import (
     STORED_SECTIONS,
     build_module,
@@ -104,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
 
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                               plugins=[AtomicCheckpointIO()])
+                               plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
     threads.check_strategy(trainer)
     output = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(trainer.default_root_dir)
     console.say("%s: %s", "resuming" if checkpoint is not None else "run", run_line(output, module, annealing, cfg,
