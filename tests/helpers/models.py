@@ -1,4 +1,4 @@
-"""Tiny models and a brute-force likelihood computed with torch.distributions alone, independent of the
+"""Tiny models, a brute-force likelihood computed with torch.distributions alone, independent of the
 code under test (the estimators reach a model only through its contracts)."""
 
 from __future__ import annotations
@@ -42,3 +42,31 @@ def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[to
         t[[0, -1]] /= 2
     log_cell = sum(torch.log(w) for w in torch.meshgrid(*trapezoid, indexing="ij")).reshape(-1)
     return torch.logsumexp(log_joint + log_cell, dim=1)
+
+
+class PointEncoder(nn.Module):
+    """Encoder whose posterior is N(first two pixels, exp(log_var)): fitted samplers see known posteriors."""
+
+    def __init__(self, log_var: float) -> None:
+        super().__init__()
+        self.log_var = log_var
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.flatten(1)[:, :2]
+        return torch.cat([mean, torch.full_like(mean, self.log_var)], dim=1)
+
+
+def point_images(points: torch.Tensor) -> torch.Tensor:
+    images = torch.zeros(len(points), 1, 28, 28)
+    images.view(len(points), -1)[:, :2] = points
+    return images
+
+
+def synthetic_mixture(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    means = torch.tensor([[-4.0, 0.0], [3.0, 3.0], [2.0, -4.0]])
+    chol = torch.tensor([[[1.0, 0.0], [0.5, 0.5]], [[0.3, 0.0], [0.0, 1.2]], [[0.8, 0.0], [-0.6, 0.4]]])
+    k = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), n, replacement=True, generator=gen)
+    points = means[k] + (chol[k] @ torch.randn(n, 2, 1, generator=gen)).squeeze(-1)
+    return points, means, chol @ chol.transpose(1, 2)

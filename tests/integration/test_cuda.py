@@ -11,7 +11,8 @@ import pytest
 import torch
 from helpers.commands import run_cli, train_run
 
-from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
+from vae_lightning.latent import BetaPrior, FlowPrior, GaussianPrior, NormalPrior
+from vae_lightning.latent.geometry import fixed_noise
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 
@@ -29,6 +30,17 @@ def test_a_prior_on_the_gpu_answers_cpu_quantiles_and_cdfs(prior):
         assert z.device == inputs.device and torch.allclose(z.cpu(), z_cpu)
     cdf = on_gpu.cdf(torch.tensor([[0.2, 0.4]]))
     assert cdf.device.type == "cpu" and torch.allclose(cdf, cdf_cpu)
+
+
+def test_a_flow_prior_on_the_gpu_draws_the_cpus_fixed_noise_and_density():
+    torch.manual_seed(0)
+    prior = FlowPrior(2)
+    z_cpu = fixed_noise(prior, 64, seed=1)
+    log_p_cpu = prior.log_prob(z_cpu)
+    on_gpu = prior.to("cuda")
+    z = fixed_noise(on_gpu, 64, seed=1)  # base noise from the CPU generator, mapped on the GPU
+    assert z.device.type == "cuda" and torch.allclose(z.cpu(), z_cpu, atol=1e-5)
+    assert torch.allclose(on_gpu.log_prob(z).cpu(), log_p_cpu, atol=1e-4)
 
 
 def test_the_default_command_trains_evaluates_and_samples_on_the_gpu(mnist_root, tmp_path):

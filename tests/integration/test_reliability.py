@@ -160,8 +160,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
 BAD_INPUTS = [  # {last}: last.ckpt of a Beta(4, 3) run; {tmp}: a folder with bad files (see `bad_files`)
     ("ckpt_path={last} prior=foo",
-     "prior=foo is not an option of prior: choose one of beta, beta_1p1_1p1, beta_1p1_2, beta_4_3, gaussian, mog, "
-     "normal, vamp"),
+     "prior=foo is not an option of prior: choose one of beta, beta_1p1_1p1, beta_1p1_2, beta_4_3, flow, gaussian, "
+     "mog, normal, vamp"),
     ("ckpt_path={last} prior=beta prior.alpha=0", "prior.alpha=0 is invalid: must be a finite number > 0"),
     ("ckpt_path={last} prior=beta prior.beta=-1", "prior.beta=-1 is invalid: must be a finite number > 0"),
     ("ckpt_path={last} prior=gaussian prior.scale=0", "prior.scale=0 is invalid: must be a finite number > 0"),

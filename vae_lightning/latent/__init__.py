@@ -18,13 +18,16 @@ quadrature; code without it falls back to `sample` and `log_prob`. Learned prior
 in the model's state_dict; the VampPrior uses the model's own encoder (`attach`).
 
 Modules: `base` (the contract), `factorised` (N(0, I), N(loc, scale²), Beta: quantiles, analytic KL),
-`mixture` (a learned mixture of Gaussians, the VampPrior: Monte Carlo KL), `fitted` (the aggregate
-posterior and a GMM on posterior means, fitted after training), `samplers` (building, comparing and
-fitting a list of samplers in one place), `geometry` (fixed noise, quantile grids, central boxes).
+`mixture` (a learned mixture of Gaussians, the VampPrior: Monte Carlo KL), `flow` (a learned
+normalizing-flow prior from zuko: Monte Carlo KL, its own learning rate), `fitted` (the aggregate
+posterior, a GMM on posterior means and a flow on the aggregate posterior, fitted after training),
+`samplers` (building, comparing and fitting a list of samplers in one place), `geometry` (fixed noise,
+quantile grids, central boxes).
 
 Adding a prior: subclass `LatentDistribution` (or `Factorised`, which derives density, sampling,
-quantiles and KL from `marginals()`), implement `log_prob`, `sample`, `posterior`, `name` and `label`,
-and add `conf/prior/<name>.yaml` with `_target_` naming the class and `latent_dim: ${model.latent_dim}`.
+quantiles and KL from `marginals()`), implement `log_prob`, `sample`, `posterior`, `name` and `label`
+(and `learning_rate` for parameters that train at their own rate), and add `conf/prior/<name>.yaml` with
+`_target_` naming the class and `latent_dim: ${model.latent_dim}`.
 Every command then trains, resumes, samples and evaluates it (tests/integration/test_custom_prior.py
 does exactly that with a Student-t prior defined in the test file). A sampler is the same class in
 `conf/sampler/<name>.yaml` without `latent_dim`; one fitted to the model also implements `fit`.
@@ -32,9 +35,10 @@ does exactly that with a Student-t prior defined in the test file). A sampler is
 
 from vae_lightning.latent.base import LatentDistribution, Quantiles, has_quantiles
 from vae_lightning.latent.factorised import BetaPrior, Factorised, GaussianPrior, NormalPrior
-from vae_lightning.latent.fitted import AggregatePosterior, PosteriorGMM
+from vae_lightning.latent.fitted import AggregatePosterior, PosteriorFlow, PosteriorGMM
+from vae_lightning.latent.flow import FlowPrior
 from vae_lightning.latent.mixture import DiagonalGaussianMixture, MixturePrior, VampPrior
 
-__all__ = ["AggregatePosterior", "BetaPrior", "DiagonalGaussianMixture", "Factorised", "GaussianPrior",
-           "LatentDistribution", "MixturePrior", "NormalPrior", "PosteriorGMM", "Quantiles", "VampPrior",
-           "has_quantiles"]
+__all__ = ["AggregatePosterior", "BetaPrior", "DiagonalGaussianMixture", "Factorised", "FlowPrior", "GaussianPrior",
+           "LatentDistribution", "MixturePrior", "NormalPrior", "PosteriorFlow", "PosteriorGMM", "Quantiles",
+           "VampPrior", "has_quantiles"]

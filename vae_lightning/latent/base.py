@@ -24,7 +24,10 @@ It may provide
   edges). Code that lays a grid over quantiles, matches fixed noise quantile by quantile or weights
   quadrature cells by exact CDF masses asks for this capability with `has_quantiles(d)`, and falls
   back to `sample`/`log_prob` without it;
-- `attach(encoder)`: called by the model with its own encoder (the VampPrior needs it).
+- `attach(encoder)`: called by the model with its own encoder (the VampPrior needs it);
+- `learning_rate`: a learned prior whose parameters train at their own rate sets it (the flow prior);
+  the model's optimizer then puts them in a parameter group of their own (`VAEModule.configure_optimizers`).
+  None (the default): they train in the one group of all the model's parameters.
 
 Every latent distribution has `fit(module, images)`, a no-op by default: samplers fitted to a trained
 model (latent/fitted.py) learn from it. Callers fit, then sample, without asking what they hold
@@ -58,6 +61,9 @@ def fmt(x: float) -> str:
 
 class LatentDistribution(nn.Module):
     """Base class of priors and samplers; subclasses implement the contract of this module's docstring."""
+
+    # The learning rate of the distribution's own optimizer parameter group; None: the model's one group
+    learning_rate: float | None = None
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()

@@ -156,4 +156,12 @@ class VAEModule(L.LightningModule):
         return self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        """`model.optimizer` over every parameter in one group; a prior with its own `learning_rate` (the flow
+        prior) gets a second group of its parameters at that rate. Priors without one keep the single group
+        that the optimizer states of their checkpoints were saved with, so those still resume."""
+        lr = self.prior.learning_rate
+        if lr is None:
+            return self.optimizer_factory(self.parameters())
+        own = {id(p) for p in self.prior.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in own]
+        return self.optimizer_factory([{"params": rest}, {"params": list(self.prior.parameters()), "lr": lr}])

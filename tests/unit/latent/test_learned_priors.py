@@ -8,7 +8,15 @@ import math
 
 import pytest
 import torch
-from helpers.models import binary_images, brute_force_log_px, tiny_decoder, tiny_vae
+from helpers.models import (
+    PointEncoder,
+    binary_images,
+    brute_force_log_px,
+    point_images,
+    synthetic_mixture,
+    tiny_decoder,
+    tiny_vae,
+)
 from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
@@ -142,34 +150,6 @@ def test_mixture_sampling_matches_its_density():
         second = weights @ (scales.square() + means.square())
     torch.testing.assert_close(z.mean(0), mean, atol=0.03, rtol=0)
     torch.testing.assert_close(z.square().mean(0), second, atol=0.1, rtol=0.02)
-
-
-class PointEncoder(nn.Module):
-    """Encoder whose posterior is N(first two pixels, exp(log_var)): fitted samplers see known posteriors."""
-
-    def __init__(self, log_var: float) -> None:
-        super().__init__()
-        self.log_var = log_var
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.flatten(1)[:, :2]
-        return torch.cat([mean, torch.full_like(mean, self.log_var)], dim=1)
-
-
-def point_images(points: torch.Tensor) -> torch.Tensor:
-    images = torch.zeros(len(points), 1, 28, 28)
-    images.view(len(points), -1)[:, :2] = points
-    return images
-
-
-def synthetic_mixture(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    means = torch.tensor([[-4.0, 0.0], [3.0, 3.0], [2.0, -4.0]])
-    chol = torch.tensor([[[1.0, 0.0], [0.5, 0.5]], [[0.3, 0.0], [0.0, 1.2]], [[0.8, 0.0], [-0.6, 0.4]]])
-    k = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), n, replacement=True, generator=gen)
-    points = means[k] + (chol[k] @ torch.randn(n, 2, 1, generator=gen)).squeeze(-1)
-    return points, means, chol @ chol.transpose(1, 2)
 
 
 def test_gmm_recovers_the_components_of_a_synthetic_mixture():
