@@ -35,7 +35,7 @@ EXAMPLES = (
 
 def beta_grid(cfg: DictConfig) -> Path:
     """Write the alphas x betas figure of the checkpoint's samples."""
-    from vae_lightning.core.checks import COUNT, POSITIVE, check_settings, list_of
+    from vae_lightning.core.checks import COUNT, OUTPUT, POSITIVE, SEED, check_settings, list_of
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent import BetaPrior
     from vae_lightning.latent.geometry import fixed_uniforms
@@ -44,7 +44,8 @@ def beta_grid(cfg: DictConfig) -> Path:
 
     parameters = list_of(POSITIVE, what="a non-empty list of numbers > 0, e.g. [1,1.1,4]")
     check_settings(cfg, {"alphas": parameters, "betas": parameters, "ckpt_path": CKPT_PATH, "n": COUNT,
-                         "nrow": COUNT})
+                         "nrow": COUNT, "seed": SEED,
+                         "output": OUTPUT})
     module, _, _ = load_trained(cfg.ckpt_path)
     panels = len(cfg.alphas) * len(cfg.betas)
     check_fits("n", cfg.n, panels * FLOAT_BYTES * (module.latent_dim + 784 + 2 * 3 * 30 * 30),

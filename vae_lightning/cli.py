@@ -53,8 +53,9 @@ RESULTS = ("checkpoints", "metrics.json")
 
 
 def fail(message: str) -> NoReturn:
-    """End the command: one line `error: <message>` on stderr, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
+    """End the command: one line `error: <message>` on stderr (a message of several lines joined), exit status 2."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"error: {line}", file=sys.stderr)
     raise SystemExit(2)
 
 

@@ -76,13 +76,13 @@ def chosen_sampler(cfg: DictConfig, module: VAEModule, stored: dict[str, Any]) -
 
 def sample(cfg: DictConfig) -> Path:
     """Write the grid of `cfg.n` draws of `cfg.sampler` decoded by the checkpoint's model."""
-    from vae_lightning.core.checks import COUNT, check_settings
+    from vae_lightning.core.checks import COUNT, OUTPUT, SEED, check_settings
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent.geometry import fixed_noise
     from vae_lightning.pictures import decoded_grid, write_png
     from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained
 
-    check_settings(cfg, {"ckpt_path": CKPT_PATH, "n": COUNT, "nrow": COUNT})
+    check_settings(cfg, {"ckpt_path": CKPT_PATH, "n": COUNT, "nrow": COUNT, "seed": SEED, "output": OUTPUT})
     module, stored, _ = load_trained(cfg.ckpt_path)
     check_fits("n", cfg.n, FLOAT_BYTES * (module.latent_dim + 784 + 3 * 30 * 30),
                what="of latents, decoded images and grid pixels ")

@@ -4,7 +4,8 @@ callback, logger and Trainer is made here, from its config node's `_target_`, by
 A new kind of object is a new class plus one YAML file naming it; nothing else changes. A
 `ParameterError` raised by a constructor comes out naming its key under the config group
 (`alpha` -> `prior.alpha`); an argument the class does not take is one line naming the key and the
-arguments it does take.
+arguments it does take; any other TypeError, ValueError or Lightning MisconfigurationException of a
+constructor (a value of the wrong kind that no check caught) is one line naming the group and the error.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def build(node: DictConfig | dict[str, Any], group: str, **kwargs: Any) -> Any:
         if unknown is not None:
             raise UserError(f"{group}.{unknown[0]} is not a setting of {unknown[1]}: choose one of "
                             f"{', '.join(unknown[2]) or '(none)'}") from err
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException):  # a node built inside another
+            cause = cause.__cause__
+        # a value its constructor cannot take (Lightning's own refusals are MisconfigurationExceptions)
+        if isinstance(cause, TypeError | ValueError) or type(cause).__name__ == "MisconfigurationException":
+            target = str(OmegaConf.select(OmegaConf.create(node) if isinstance(node, dict) else node,
+                                          "_target_", default="?")).rpartition(".")[2]
+            raise UserError(f"{group} could not be built ({target}: {cause}): check its settings "
+                            "(HYDRA_FULL_ERROR=1 shows where it failed)") from err
         raise
 
 

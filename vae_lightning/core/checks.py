@@ -116,6 +116,9 @@ POSITIVE = number(0, above=True)         # scales, concentrations, learning rate
 NON_NEGATIVE = number(0)
 FINITE = number()
 PROBABILITY_OPEN = number(0, 1, above=True, below=True)
+SEED = integer(0, 2**32 - 1)              # what torch and numpy accept as a seed
+OUTPUT = Check(lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+               "a file to write, e.g. output=grid.png, or null (the command's own folder)")
 
 _ABSENT = object()
 

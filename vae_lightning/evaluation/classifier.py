@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from torch.nn.functional import cross_entropy
 
 from vae_lightning.core.building import build
-from vae_lightning.core.checks import COUNT, POSITIVE, Check, number
+from vae_lightning.core.checks import COUNT, POSITIVE, SEED, Check, list_of, number
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.files import write_atomically
+from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.core.progress import Track, no_track
 from vae_lightning.core.rng import seeded
 from vae_lightning.data import load_split, locate
@@ -40,7 +41,9 @@ log = logging.getLogger(__name__)
 # command use the same `classifier` node.
 SETTINGS: dict[str, Check] = {
     "classifier.epochs": COUNT, "classifier.batch_size": COUNT,
-    "classifier.lr": POSITIVE, "classifier.min_accuracy": number(0, 1),
+    "classifier.lr": POSITIVE, "classifier.min_accuracy": number(0, 1), "classifier.seed": SEED,
+    "classifier.model.channels": list_of(COUNT, least=2, most=2, what="two channel counts, e.g. [16,32]"),
+    "classifier.model.features": COUNT, "classifier.model.dropout": number(0, 1, below=True),
 }
 
 
@@ -54,6 +57,12 @@ class DigitClassifier(nn.Module):
                  n_classes: int = 10) -> None:
         super().__init__()
         c1, c2 = channels
+        # its weights with their gradients and Adam's two moments, before any of them is allocated
+        copies = 4 * FLOAT_BYTES
+        check_fits("channels", c2, copies * 25 * (c1 + 1), copies * 25 * c1,
+                   "for the classifier's weights while it trains ")
+        check_fits("features", features, copies * (c2 * 7 * 7 + n_classes), copies * 25 * c1 * (1 + c2),
+                   "for the classifier's weights while it trains ")
         self.body = nn.Sequential(
             nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),

@@ -32,6 +32,7 @@ from vae_lightning.core.checks import (
     NON_NEGATIVE,
     NON_NEGATIVE_COUNT,
     POSITIVE,
+    SEED,
     Check,
     check_settings,
     integer,
@@ -52,6 +53,7 @@ from vae_lightning.latent.samplers import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
 from vae_lightning.runs.checkpoint import (
     CHECKPOINT_KEY,
+    CKPT_PATH,
     load_checkpoint,
     module_from_checkpoint,
     resolve_checkpoint,
@@ -68,7 +70,7 @@ PER_IMAGE_FILE = "per_image.csv"
 # The evaluate config's values, checked before the checkpoint is read; `n_images` and `iwae.k` are
 # checked against the test set.
 SETTINGS: dict[str, Check] = {
-    "batch_size": COUNT, "n_samples": COUNT, "seed": NON_NEGATIVE_COUNT,
+    "ckpt_path": CKPT_PATH, "batch_size": COUNT, "n_samples": COUNT, "seed": SEED,
     "iwae.k": IWAE_K, "iwae.images_per_batch": COUNT, "iwae.chunk_size": COUNT,
     "exact.max_latent_dim": NON_NEGATIVE_COUNT, "exact.points_per_dim": integer(2),
     "exact.max_points_per_dim": integer(2), "exact.chunk_size": COUNT,

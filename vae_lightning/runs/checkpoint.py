@@ -35,9 +35,13 @@ STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
 # by KLAnnealing).
 MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
 # The `ckpt_path` of evaluate, sample and beta_grid: required
-CKPT_PATH = Check(bool, "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
+CKPT_PATH = Check(lambda v: isinstance(v, str) and v.strip() != "",
+                  "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
+
 # Sections added after checkpoints were first written, with what those checkpoints used.
 DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.model.Bernoulli"}}
+
+
 def build_module(sections: Mapping[str, Any]) -> VAEModule:
     """The (untrained) VAE of a config's `model`, `prior` and `likelihood` sections: a command's composed
     config or the sections stored in a checkpoint."""

@@ -89,8 +89,15 @@ def run_dir_of(ckpt_path: str | Path) -> Path | None:
 
 
 
+def _given_path(ckpt_path: object) -> str | None:
+    """`ckpt_path` as the resolvers see it: a non-empty string, else None (a value of another kind is
+    refused by the command's own check, with one line, after the folders are chosen)."""
+    return ckpt_path if isinstance(ckpt_path, str) and ckpt_path.strip() else None
+
+
 def run_dir(ckpt_path: str | None, default: str) -> str:
     """`hydra.run.dir`: the checkpoint's own run folder when resuming one, else a new folder."""
+    ckpt_path = _given_path(ckpt_path)
     run = run_dir_of(ckpt_path) if ckpt_path else None
     return str(run) if run is not None else default
 
@@ -98,6 +105,7 @@ def run_dir(ckpt_path: str | None, default: str) -> str:
 def hydra_subdir(ckpt_path: str | None) -> str:
     """`hydra.output_subdir`: `.hydra` for a new run; `.hydra/resume_<time>` when resuming one,
     so that the run's own `.hydra/config.yaml` is never overwritten."""
+    ckpt_path = _given_path(ckpt_path)
     if ckpt_path and run_dir_of(ckpt_path) is not None:
         return f".hydra/{RESUME_PREFIX}{_start_time()}"
     return ".hydra"
@@ -106,6 +114,7 @@ def hydra_subdir(ckpt_path: str | None) -> str:
 def eval_dir(ckpt_path: str | None, default: str) -> str:
     """evaluate's output folder: `<run>/eval` for a checkpoint (or run folder) inside a run folder, else
     `default`."""
+    ckpt_path = _given_path(ckpt_path)
     if not ckpt_path:
         return default
     path = Path(ckpt_path)

@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core.building import build
-from vae_lightning.core.checks import Check, check_settings, integer, is_integer
+from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.runs import console, slurm, threads, tracking
 from vae_lightning.runs.checkpoint import (
+    CKPT_PATH,
     STORED_SECTIONS,
     build_module,
     check_compatible,
@@ -53,6 +54,8 @@ TRAINER_SETTINGS: dict[str, Check] = {
     "trainer.check_val_every_n_epoch": integer(1).or_null(),
     "trainer.log_every_n_steps": integer(0),
     "trainer.accumulate_grad_batches": integer(1),
+    "seed": SEED,
+    "ckpt_path": CKPT_PATH.or_null("a new run"),
 }
 
 
@@ -62,6 +65,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     Saves the result as this resume's `config.yaml` (replacing Hydra's composition of today's
     files), so the run folder records what each segment of training really used.
     """
+    check_settings(cfg, {"ckpt_path": TRAINER_SETTINGS["ckpt_path"]})
     run = run_dir_of(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     if run is None or not HydraConfig.initialized():
         return cfg
