@@ -183,7 +183,7 @@ def test_a_sweep_runs_one_slurm_job_per_configuration_and_reports(cluster, mnist
     ids = set()
     for job in jobs:  # the local launchers' layout, with the SLURM job that ran it
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / ".hydra" / "overrides.yaml").is_file()
-        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+        assert list((job / "tensorboard").rglob("events.out.tfevents.*"))
         status = sweep.read_status(job)
         assert status["status"] == "completed" and status["threads"] == 1  # cpus_per_task=1
         assert re.fullmatch(r"\d+_[01]", status["slurm"]["job_id"]) and status["slurm"]["restarts"] == 0
