@@ -293,7 +293,9 @@ def csv_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, floa
 def plot_curves(rows: list[Row], path: Path) -> None:
     """`val/elbo` and `diagnostics/active_units` against the training step, one line per job (from its
     TensorBoard events, else from its CSV logger's metrics.csv)."""
-    fig = Figure(figsize=(13, 5), layout="constrained")
+    columns = 1 if len(rows) <= 12 else 2  # many jobs: the legend goes under the panels, in two columns
+    fig = Figure(figsize=(13, 5 + (0.0 if columns == 1 else 0.13 * math.ceil(len(rows) / columns))),
+                 layout="constrained")
     axes = fig.subplots(1, len(CURVES))
     for k, row in enumerate(rows):
         curves = event_curves(row.path, CURVES) or csv_curves(row.path, CURVES)
@@ -305,8 +307,10 @@ def plot_curves(rows: list[Row], path: Path) -> None:
     for ax, tag in zip(axes, CURVES, strict=True):
         ax.set(title=tag, xlabel="training step")
         ax.grid(alpha=0.3)
-    if axes[0].lines:  # jobs without TensorBoard events or metrics.csv draw nothing
+    if axes[0].lines and columns == 1:  # jobs without TensorBoard events or metrics.csv draw nothing
         axes[0].legend(fontsize=6, loc="lower right")
+    elif axes[0].lines:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=columns, fontsize=6)
     fig.savefig(path, dpi=110)
 
 
