@@ -29,7 +29,7 @@ HYDRA_FLAGS = {"-m": False, "--multirun": False, "--help": False, "-h": False, "
 # what the pages write for the values a reader fills in; <run> is a run folder (a fake one: composing only
 # names it), every other placeholder must be one of these too, so that no command line goes unchecked
 PLACEHOLDERS = {"<timestamp>": "2026-01-31_09-30-00_000000", "<job>": "0", "<study>": "2026-11-30_01-05-25_823940",
-                "<free_bits>": "2026-11-30_01-21-10_054532"}
+                "<free_bits>": "2026-11-30_01-21-10_054532", "<flow>": "2026-12-01_10-44-03_279880"}
 FENCE = re.compile(r"^\s*(```|~~~)")
 ENV_ASSIGNMENT = re.compile(r"^([A-Z_][A-Z0-9_]*=\S*\s+)+")
 TOOLS = {"mkdocs": "mkdocs", "material": "mkdocs-material", "mkdocstrings": "mkdocstrings",
