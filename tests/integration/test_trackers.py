@@ -19,12 +19,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import vae_lightning.report as report_command
 from vae_lightning.evaluation import sweep_report
 from vae_lightning.runs import sweep
-from vae_lightning.runs.tracking import MISSING_MLFLOW, MLFLOW_RECORD
+from vae_lightning.runs.tracking import MISSING_MLFLOW, MLFLOW_RECORD, event_folder
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason='the mlflow extra is not installed: pip install -e ".[mlflow]"')
 SAMPLERS = ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3"]
-PARAMS = {"prior", "model", "likelihood", "annealing", "latent_dim", "lr", "seed"}
+PARAMS = {"prior", "model", "annealing", "latent_dim", "seed"}
 PICTURES = ["callbacks.prior_grid.scatter_points=64", "callbacks.prior_grid.n_reconstructions=16"]
 # last.ckpt at step 8 of the 10-step epoch (never at an epoch's last batch), the epoch's end at step 10:
 # resuming last.ckpt re-logs steps 8 and 9 and the epoch's end
@@ -44,7 +44,7 @@ def csv_points(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def tensorboard_tags(run: Path) -> set[str]:
-    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(event_folder(run)), size_guidance={"scalars": 0})
     acc.Reload()
     return set(acc.Tags()["scalars"])
 

@@ -54,16 +54,23 @@ class Quiet(logging.Filter):
         return self.verbose or record.levelno >= logging.WARNING or record.name.startswith(SHOWN)
 
 
+# Lightning's loggers that get a console handler of their own (and stop propagating) when Lightning is imported
+# before logging is configured: always `lightning`; `lightning.pytorch` and `lightning.fabric` in a process that
+# imported them first (a joblib or submitit worker, a process that runs several commands)
+LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
 def route_library_logs() -> None:
-    """Lightning gives its `lightning` logger a console handler of its own at import; in a command, whose root
-    logger has the console filter and the log file, that handler goes, so Lightning's records are filtered
-    and logged like every other (and not printed twice)."""
+    """Lightning gives its loggers (LIBRARY_LOGGERS) console handlers of their own at import; in a command, whose
+    root logger has the console filter and the log file, those handlers go, so Lightning's records are
+    filtered and logged like every other (and not printed twice)."""
     if not logging.getLogger().handlers:  # not a configured command: leave Lightning's own console alone
         return
-    library = logging.getLogger("lightning")
-    for handler in list(library.handlers):
-        library.removeHandler(handler)
-    library.propagate = True
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            library.removeHandler(handler)
+        library.propagate = True
 
 
 def quiet_warnings(verbose: bool = False) -> None:

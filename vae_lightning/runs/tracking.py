@@ -98,8 +98,9 @@ KEY_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval
 
 def _file_writer(logger: TensorBoardLogger) -> Any:
     """The FileWriter behind a TensorBoard logger's SummaryWriter (torch and tensorboardX alike): the run's
-    own events file, which takes ready-made summaries."""
-    return logger.experiment._get_file_writer()
+    own events file, which takes ready-made summaries; None in a process that does not write (a DDP rank
+    other than 0 gets Lightning's dummy experiment)."""
+    return getattr(logger.experiment, "_get_file_writer", lambda: None)()
 
 
 def log_hyperparameters(loggers: Sequence[Logger], params: dict[str, Any], metrics: dict[str, float],
@@ -119,7 +120,7 @@ def log_hyperparameters(loggers: Sequence[Logger], params: dict[str, Any], metri
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             writer = _file_writer(logger)
-            for summary in hparams(params, final):
+            for summary in hparams(params, final) if writer is not None else ():
                 writer.add_summary(summary, step)
         else:
             logger.log_hyperparams(params)
@@ -151,7 +152,9 @@ def log_pngs(loggers: Sequence[Logger], pngs: Mapping[str, bytes], step: int, su
     `<subdir>/<tag with / as _>.png` and images by tag and step (MLflow's image charts)."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            _file_writer(logger).add_summary(_image_summary(pngs), step)
+            writer = _file_writer(logger)
+            if writer is not None:
+                writer.add_summary(_image_summary(pngs), step)
         elif isinstance(logger, LightningCSVLogger):
             _csv_images(Path(logger.log_dir), pngs, step, subdir)
         elif isinstance(logger, LightningMLFlowLogger):
