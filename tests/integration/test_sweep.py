@@ -142,6 +142,7 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_cores(mnist_
                                  "prior=normal,gaussian")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    assert "GPU available" not in result.stdout + result.stderr  # the jobs' consoles are quiet in workers too
     expected = parallelism.threads_for_job("auto", {"n_jobs": 2}, parallelism.cpu_count())
     recorded = statuses(sweep_dir)
     assert sorted(recorded) == ["0", "1"]
