@@ -117,6 +117,23 @@ def evaluate_cfg(*overrides: str) -> DictConfig:
     return compose_plain("evaluate", *overrides)
 
 
+def brief_likelihoods(run: Path, data_root: Path) -> dict:
+    """evaluate's likelihood suite (ELBO, IWAE k=200, nll_exact up to a 256^2 grid) of a briefly trained run on
+    its synthetic test images, called as a library."""
+    from vae_lightning.core.progress import no_track
+    from vae_lightning.evaluation.likelihood import likelihood_metrics
+    from vae_lightning.evaluation.pipeline import load_test_set
+    from vae_lightning.runs.checkpoint import load_model
+
+    module = load_model(run)
+    cfg = evaluate_cfg(f"data.root={data_root}", "data.download=false", *QUICK, "iwae.k=200",
+                       "exact.points_per_dim=64", "exact.max_points_per_dim=256")
+    x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
+    with torch.no_grad():
+        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+    return result
+
+
 class CommandServer:
     """tests/helpers/run_commands.py --serve as a context manager: `run(module, args)` runs one command line in a
     forked child of one process that imported the heavy libraries once."""

@@ -11,14 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.commands import QUICK, assert_same_weights, evaluate_cfg, evaluate_overrides, run_cli, tiny_overrides
+from helpers.commands import (
+    QUICK,
+    assert_same_weights,
+    brief_likelihoods,
+    evaluate_overrides,
+    run_cli,
+    tiny_overrides,
+)
 from helpers.commands import train_run as train
 from PIL import Image
 
 from vae_lightning.callbacks.non_finite_guard import first_non_finite
-from vae_lightning.core.progress import no_track
-from vae_lightning.evaluation.likelihood import likelihood_metrics
-from vae_lightning.evaluation.pipeline import load_test_set
 from vae_lightning.latent.geometry import fixed_noise
 from vae_lightning.runs.checkpoint import load_checkpoint, load_model
 
@@ -65,12 +69,7 @@ def test_flow_prior_resume_is_bit_identical(mnist_root, tmp_path):
 
 
 def test_briefly_trained_flow_prior_likelihood_bounds(flow_run, mnist_root):
-    module = load_model(flow_run)
-    cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK, "iwae.k=200",
-                       "exact.points_per_dim=64", "exact.max_points_per_dim=256")
-    x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
-    with torch.no_grad():
-        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+    result = brief_likelihoods(flow_run, mnist_root)
     exact = result["nll_exact"]
     assert exact["converged"] and exact["prior_mass_on_grid"] == pytest.approx(1.0, abs=1e-3)
     assert result["nll_iwae"]["200"] >= exact["value"] - 0.1

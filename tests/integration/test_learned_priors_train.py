@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.commands import QUICK, assert_same_weights, evaluate_cfg, run_cli, tiny_overrides, train_run
+from helpers.commands import (
+    assert_same_weights,
+    brief_likelihoods,
+    run_cli,
+    tiny_overrides,
+    train_run,
+)
 from PIL import Image
 
-from vae_lightning.core.progress import no_track
-from vae_lightning.evaluation.likelihood import likelihood_metrics
-from vae_lightning.evaluation.pipeline import load_test_set
 from vae_lightning.latent.geometry import fixed_noise
 from vae_lightning.runs.checkpoint import load_model
 
@@ -53,12 +56,7 @@ def test_mog_run_draws_every_picture_with_the_same_noise_in_every_run(mog_runs):
 
 
 def test_briefly_trained_mog_likelihood_bounds(mog_runs, mnist_root):
-    module = load_model(mog_runs[0])
-    cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK, "iwae.k=200",
-                       "exact.points_per_dim=64", "exact.max_points_per_dim=256")
-    x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
-    with torch.no_grad():
-        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+    result = brief_likelihoods(mog_runs[0], mnist_root)
     exact = result["nll_exact"]
     assert exact["converged"] and exact["prior_mass_on_grid"] == pytest.approx(1.0, abs=1e-4)
     assert result["nll_iwae"]["200"] >= exact["value"] - 0.1
