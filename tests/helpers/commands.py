@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_lightning.runs.folders import CONF_DIR, PROJECT_ROOT, register_resolvers
+from vae_lightning.runs.folders import CONF_DIR, register_resolvers
 from vae_lightning.runs.tracking import event_folder
 
 HELPERS = Path(__file__).resolve().parent
@@ -34,15 +35,22 @@ def tiny_overrides(data_root: Path, log_dir: Path) -> list[str]:
     ]
 
 
-def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`python -m <module> overrides...` in a subprocess, from the repository root.
+def run_cli(module: str, *overrides: str, env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> overrides...` as a user runs it, in its own process: a fork of this test process's
+    command server (tests/helpers/run_commands.py), which imported the heavy libraries once. The working
+    directory is the test run's (conftest makes it a temporary folder) unless `cwd` names another.
 
     One torch thread unless the environment or `env` sets OMP_NUM_THREADS: the tests' tiny matrix
     products gain nothing from a second thread, and on a loaded 2-core machine the spinning second
-    OpenMP thread of each run made the suite several times slower."""
-    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+    OpenMP thread of each run made the suite several times slower. Raises subprocess.TimeoutExpired as
+    subprocess.run does when the command outlives `timeout`."""
+    environment = {"OMP_NUM_THREADS": "1", **os.environ, **(env or {})}
+    result = CommandServer.shared().run(module, list(overrides), environment, cwd or Path.cwd(), timeout)
+    args = [sys.executable, "-m", module, *overrides]
+    if result["timed_out"]:
+        raise subprocess.TimeoutExpired(args, timeout, result["stdout"], result["stderr"])
+    return subprocess.CompletedProcess(args, result["rc"], result["stdout"], result["stderr"])
 
 
 def only_run(log_dir: Path) -> Path:
@@ -90,13 +98,9 @@ def scalars(run: Path, tag: str) -> dict[int, float]:
 
 def run_commands(*cases: tuple[str, list[str]], env: dict[str, str] | None = None,
                  timeout: float = 300) -> list[dict[str, object]]:
-    """`run_cli` for many (module, args) at once: each runs in its own forked process (see
-    tests/helpers/run_commands.py), paying the imports once; returns {"rc", "stdout", "stderr"} per case."""
-    result = subprocess.run([sys.executable, str(HELPERS / "run_commands.py")], cwd=PROJECT_ROOT,
-                            input=json.dumps([[module, list(args)] for module, args in cases]), capture_output=True,
-                            text=True, timeout=timeout, env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    """`run_cli` for many (module, args): {"rc", "stdout", "stderr"} per case."""
+    results = (run_cli(module, *args, env=env, timeout=timeout) for module, args in cases)
+    return [{"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr} for r in results]
 
 
 def evaluate_overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
@@ -135,24 +139,41 @@ def brief_likelihoods(run: Path, data_root: Path) -> dict:
 
 
 class CommandServer:
-    """tests/helpers/run_commands.py --serve as a context manager: `run(module, args)` runs one command line in a
-    forked child of one process that imported the heavy libraries once."""
+    """tests/helpers/run_commands.py --serve: `run(module, args, env, cwd, timeout)` runs one command line in a
+    forked child of one process that imported the heavy libraries once. `CommandServer.shared()` is the one of
+    this test process (started on first use, stopped when the process exits)."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen([sys.executable, str(HELPERS / "run_commands.py"), "--serve"], cwd=PROJECT_ROOT,
+    _shared: CommandServer | None = None
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HELPERS / "run_commands.py"), "--serve"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={"OMP_NUM_THREADS": "1", **os.environ, **(env or {})})
+                                        env={"OMP_NUM_THREADS": "1", **os.environ})
 
-    def run(self, module: str, args: list[str]) -> dict[str, object]:
+    @classmethod
+    def shared(cls) -> CommandServer:
+        if cls._shared is None or cls._shared.process.poll() is not None:
+            cls._shared = cls()
+            atexit.register(cls._shared.close)
+        return cls._shared
+
+    def run(self, module: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float | None = None) -> dict[str, object]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps([module, args]) + "\n")
+        request = {"module": module, "args": args, "env": env if env is not None else dict(os.environ),
+                   "cwd": str(cwd or Path.cwd()), "timeout": timeout}
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
 
     def __enter__(self) -> CommandServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+        self.close()
