@@ -2,7 +2,9 @@
 key of every group option of the Hydra commands, with values of the wrong type, out of range, huge, negative,
 NaN/inf, empty, unicode, and paths that do not exist or cannot be written. For every one: exit 0, or exit 2
 with exactly one `error:` line on stderr and nothing on stdout (or, for train, a run stopped by the non-finite
-guard); never a traceback; and the run folder the command points at is unchanged.
+guard); never a traceback; and the run folder the command points at is unchanged. The commands run in a
+temporary working directory of their own, and drawn text has no "/": a drawn `output=four` lands there, never
+in the clone or elsewhere. Full tier (`pytest --full`).
 
 Bounded in examples (a fixed seed: the same examples every run). Longer, locally, with another seed:
     VAE_FUZZ_EXAMPLES=400 VAE_FUZZ_SEED=7 pytest tests/integration/test_fuzz_cli.py
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.commands import QUICK, TINY_CLASSIFIER, CommandServer, run_cli, tiny_overrides, train_run
+from helpers.commands import QUICK, TINY_CLASSIFIER, run_cli, tiny_overrides
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -37,7 +39,8 @@ VALUES = st.one_of(
                      "/proc/not_writable/x"]),
     st.integers(min_value=-(10**15), max_value=10**15).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8).map(lambda t: f"'{t}'"),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/"),
+            max_size=8).map(lambda t: f"'{t}'"),
 )
 
 
@@ -93,18 +96,16 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int] | None]:
 
 
 @pytest.fixture(scope="module")
-def setting(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A trained run (its pristine copy kept aside), its evaluation's classifier cached, and a command server."""
+def setting(mnist_root: Path, evaluated_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    """A copy of conftest's evaluated run (its pristine copy kept aside), its evaluation's cached classifier,
+    and a working directory for the commands."""
     logs = tmp_path_factory.mktemp("fuzz")
-    run = train_run(mnist_root, logs / "train_logs", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                    "test=false", "~callbacks.prior_grid")
-    cache = logs / "cache"
-    warm = run_cli("vae_lightning.classifier", f"data.root={mnist_root}", "data.download=false", "progress=false",
-                   *TINY_CLASSIFIER, f"classifier.cache_dir={cache}", f"paths.log_dir={logs / 'warm'}")
-    assert warm.returncode == 0, warm.stderr[-2000:]
+    run = Path(shutil.copytree(evaluated_run[0], logs / "run"))
     pristine = Path(shutil.copytree(run, logs / "pristine"))
-    with CommandServer() as server:
-        yield {"run": run, "pristine": pristine, "data": mnist_root, "cache": cache, "logs": logs, "server": server}
+    cwd = logs / "cwd"
+    cwd.mkdir()
+    return {"run": run, "pristine": pristine, "data": mnist_root, "cache": evaluated_run[1] / "classifier",
+            "logs": logs, "cwd": cwd}
 
 
 def base_arguments(command: str, s: dict) -> list[str]:
@@ -128,7 +129,8 @@ def base_arguments(command: str, s: dict) -> list[str]:
 def check(command: str, drawn: list[str], s: dict) -> None:
     before = snapshot(s["pristine"])
     try:
-        result = s["server"].run(f"vae_lightning.{command}", [*base_arguments(command, s), *drawn])
+        completed = run_cli(f"vae_lightning.{command}", *base_arguments(command, s), *drawn, cwd=s["cwd"])
+        result = {"rc": completed.returncode, "stdout": completed.stdout, "stderr": completed.stderr}
         where = f"{command} {' '.join(drawn)}"
         assert "Traceback" not in result["stderr"], (where, result["stderr"][-3000:])
         # train may also stop a run it started: a weight so large that the loss goes non-finite is stopped by the
@@ -150,6 +152,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, databas
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("command", sorted(KEYS))
 def test_every_command_survives_drawn_overrides(command, setting):
     @FUZZ
