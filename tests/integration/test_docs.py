@@ -133,6 +133,7 @@ def test_readme_links_resolve():
     assert [t for t in targets if t and not (PROJECT_ROOT / t).exists()] == []
 
 
+@pytest.mark.full  # about 200 Hydra compositions: a minute
 def test_every_documented_command_parses_and_composes(tmp_path):
     """Each documented command line names one of the seven commands, and its overrides compose with the real
     config (a `-m` sweep's first job, and each other value of its comma lists in turn), or its flags parse

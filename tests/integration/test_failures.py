@@ -7,8 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-from helpers.commands import QUICK, evaluate_overrides, run_cli, run_commands, tiny_overrides, train_run
+from helpers.commands import evaluate_overrides, run_cli, run_commands, tiny_overrides, train_run
 
 HUGE = 10**13
 
@@ -17,18 +16,6 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int] | None]:
     """Every file's bytes and mtime, and every folder, under `folder`."""
     return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None
             for p in sorted(folder.rglob("*"))}
-
-
-@pytest.fixture(scope="module")
-def evaluated_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A run folder trained one epoch on the synthetic data, evaluated once; and the evaluation's cache."""
-    logs = tmp_path_factory.mktemp("failures")
-    run = train_run(mnist_root, logs, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "test=false",
-                    "callbacks.prior_grid.latent_every_n_epochs=1")
-    cache = logs / "cache"
-    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK, "samplers=study")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run, cache
 
 
 def battery(run: Path, data: Path, cache: Path, logs: Path) -> list[tuple[str, list[str], str]]:

@@ -92,6 +92,7 @@ def test_resume_at_epoch_boundary_is_bit_identical(straight, mnist_root, tmp_pat
 # --- 2. SIGINT / SIGTERM: save, one line with the resume command, non-zero exit; the resume continues
 
 
+@pytest.mark.full  # a signal at an exact step, then a resume: tens of seconds
 @pytest.mark.parametrize("signum, step", [(signal.SIGINT, 55), (signal.SIGTERM, 101)])
 def test_signal_saves_and_the_printed_command_resumes_exactly(straight, mnist_root, tmp_path, signum, step):
     marker = tmp_path / "paused"
@@ -123,6 +124,7 @@ def test_signal_saves_and_the_printed_command_resumes_exactly(straight, mnist_ro
 # --- 3. SIGKILL during a save leaves the previous complete checkpoint
 
 
+@pytest.mark.full  # a run killed mid-save, then a resume
 def test_kill_during_a_save_leaves_the_previous_checkpoint(straight, mnist_root, tmp_path):
     # last.ckpt every 15 steps: written at step 15, then the write at step 30 hangs halfway and is killed
     result = run_instrumented([*overrides(mnist_root, tmp_path), "callbacks.last_checkpoint.every_n_train_steps=15"],

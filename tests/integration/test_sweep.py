@@ -149,6 +149,7 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_cores(mnist_
     assert all(s["status"] == "completed" and s["threads"] == expected for s in recorded.values())
 
 
+@pytest.mark.full  # submitit starts a process per job
 def test_submitit_local_runs_each_job_as_its_own_process(mnist_root, tmp_path):
     result, sweep_dir = multirun(mnist_root, tmp_path, "hydra/launcher=submitit_local",
                                  "hydra.launcher.cpus_per_task=1", "prior=normal,gaussian")
@@ -169,6 +170,7 @@ def test_optuna_sweeper_maximizes_the_optimized_metric(mnist_root, tmp_path):
     assert best.best_value == pytest.approx(max(s["metrics"]["val/elbo"] for s in recorded.values()))
 
 
+@pytest.mark.full  # two DDP processes
 def test_ddp_two_cpu_processes_share_the_data_and_only_rank_zero_writes(mnist_root, tmp_path):
     result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer=ddp",
                      "trainer.devices=2", "trainer.max_epochs=2")

@@ -144,6 +144,7 @@ def test_nll_exact_of_a_briefly_trained_flow_prior_model_matches_brute_force(tra
     assert -elbo_terms(module, many, batch_size=600, seed=0)["elbo"] >= -float(got.mean())
 
 
+@pytest.mark.full  # fits two flows for 10 epochs each: tens of seconds
 def test_flow_fitted_to_a_known_mixture_recovers_its_density():
     points, means, covariances = synthetic_mixture(8000)
     train, held_out = points[:6000], points[6000:]
