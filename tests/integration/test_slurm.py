@@ -124,8 +124,7 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 180) -
             stderr = process.communicate()[1] if process.poll() is not None else "(still running)"
             pytest.fail(f"{path.name} did not appear within {timeout} s:\n{stderr[-3000:]}")
         time.sleep(0.1)
-    time.sleep(0.1)  # written in one call; let it finish
-    return path.read_text()
+    return path.read_text()  # whole: the instrument renames it into place
 
 
 def scheduler(cluster: LocalSlurm, *args: str) -> str:
