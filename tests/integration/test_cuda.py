@@ -14,7 +14,8 @@ from helpers.commands import run_cli, train_run
 from vae_lightning.latent import BetaPrior, FlowPrior, GaussianPrior, NormalPrior
 from vae_lightning.latent.geometry import fixed_noise
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and a CUDA build of torch "
+                                "(torch.cuda.is_available() is False here)")
 
 
 PRIORS = [NormalPrior(2), GaussianPrior(2, loc=1.0, scale=2.0), BetaPrior(2, alpha=4.0, beta=3.0)]
