@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
-from helpers.commands import QUICK, evaluate_overrides, only_run, run_cli, train_run
+from helpers.commands import QUICK, evaluate_overrides, only_run, run_cli, tiny_overrides, train_run
 from helpers.data import make_mnist_root
 from hydra.core.hydra_config import HydraConfig
 
@@ -160,6 +160,45 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     logs = shared_folder(tmp_path_factory, "trained", lambda folder: train_run(
         mnist_root, folder, "trainer.max_epochs=1", "test=false", "~callbacks.prior_grid"))
     return only_run(logs)
+
+
+# a learned prior's or a flow prior's run: 8 steps, its prior and the fitted samplers drawn every epoch
+FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
+             "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"]
+
+
+@pytest.fixture(scope="session")
+def learned_prior_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MoG(10)-prior run of 8 steps that draws its prior and the fitted samplers every epoch. Shared by the whole
+    test run: read it, or copy it to change it."""
+    logs = shared_folder(tmp_path_factory, "learned_prior", lambda folder: train_run(
+        mnist_root, folder, "prior=mog", "samplers=study_fitted", *FEW_STEPS))
+    return only_run(logs)
+
+
+@pytest.fixture(scope="session")
+def flow_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flow-prior run of 8 steps that draws its prior and the fitted samplers (the flow among them) every epoch;
+    the flow's learning rate differs from the networks' so that its parameter group shows. Shared by the whole test
+    run: read it, or copy it to change it."""
+    logs = shared_folder(tmp_path_factory, "flow", lambda folder: train_run(
+        mnist_root, folder, "prior=flow", "prior.lr=3e-4", "samplers=study_fitted", *FEW_STEPS))
+    return only_run(logs)
+
+
+@pytest.fixture(scope="session")
+def small_sweep(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a 2x2 multirun (prior=normal,beta x annealing=constant,linear; 2 steps each, tested) with the
+    basic launcher. Shared by the whole test run: read it, or copy it to change it (report writes into it)."""
+
+    def make(folder: Path) -> None:
+        result = run_cli("vae_lightning.train", "-m", *tiny_overrides(mnist_root, folder), "trainer.max_epochs=1",
+                         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                         "prior=normal,beta", "annealing=constant,linear")
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    (sweep,) = (shared_folder(tmp_path_factory, "sweep", make) / "train" / "multiruns").iterdir()
+    return sweep
 
 
 @pytest.fixture(scope="session")

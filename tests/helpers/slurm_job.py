@@ -7,7 +7,8 @@ It slows the training steps of a job's first `slow_runs` runs (SLURM_RESTART_COU
 `slow_until`, 0: all), so that a test can requeue, cancel or time out the job in the middle of training, and
 tells the test where the job is:
 `<marker>.<restart>` appears once that run has reached `marker_step`, holding the cluster environment that
-Lightning uses (written whole: renamed into place, so that a test can read it as soon as it exists). Sleeping touches no random state, so the job trains exactly as without the instrument.
+Lightning uses (written whole: renamed into place, so that a test can read it as soon as it exists). Sleeping
+touches no random state, so the job trains exactly as without the instrument.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,7 @@ from vae_lightning.latent.geometry import fixed_noise
 from vae_lightning.runs.checkpoint import load_checkpoint, load_model
 
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false"]
-STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def flow_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A flow-prior run of 8 steps that draws its prior and the fitted samplers (the flow among them) every epoch;
-    the flow's learning rate differs from the networks' so that its parameter group shows."""
-    return train(mnist_root, tmp_path_factory.mktemp("flow"), "prior=flow", "prior.lr=3e-4", "samplers=study_fitted",
-                 *FEW_STEPS, "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16")
+STEPS = 8  # of conftest's flow_run too
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -78,6 +71,7 @@ def test_briefly_trained_flow_prior_likelihood_bounds(flow_run, mnist_root):
 
 
 def test_flow_checkpoint_through_load_model_sample_and_evaluate(flow_run, mnist_root, tmp_path):
+    flow_run = Path(shutil.copytree(flow_run, tmp_path / "flow"))  # evaluate writes into the run folder
     module = load_model(flow_run)
     images = module.sample(16, seed=0)
     with torch.no_grad():

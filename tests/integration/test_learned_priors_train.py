@@ -24,14 +24,12 @@ FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=fals
 
 
 @pytest.fixture(scope="module")
-def mog_runs(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two identical runs of a mog model (same seed) that also draw the fitted samplers every epoch."""
-    runs = []
-    for name in ("a", "b"):
-        log_dir = tmp_path_factory.mktemp(f"mog_{name}")
-        runs.append(train_run(mnist_root, log_dir, "prior=mog", "samplers=study_fitted", *FEW_STEPS,
-                              "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"))
-    return runs[0], runs[1]
+def mog_runs(learned_prior_run: Path, mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two identical runs of a mog model (same seed) that also draw the fitted samplers every epoch: conftest's
+    learned_prior_run, and the same run made again."""
+    again = train_run(mnist_root, tmp_path_factory.mktemp("mog_again"), "prior=mog", "samplers=study_fitted",
+                      *FEW_STEPS, "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16")
+    return learned_prior_run, again
 
 
 def pixels(path: Path) -> np.ndarray:

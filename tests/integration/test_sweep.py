@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -54,12 +55,9 @@ def overrides_of(job: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sweep_2x2(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One 2x2 multirun (priors x schedules) with the basic launcher, shared by the tests below."""
-    result, sweep_dir = multirun(mnist_root, tmp_path_factory.mktemp("sweep"), "prior=normal,beta",
-                                 "annealing=constant,linear")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return sweep_dir
+def sweep_2x2(small_sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of conftest's 2x2 multirun (priors x schedules, basic launcher), shared by the tests below."""
+    return Path(shutil.copytree(small_sweep, tmp_path_factory.mktemp("sweep") / small_sweep.name))
 
 
 def test_multirun_writes_one_complete_run_per_job(sweep_2x2):
