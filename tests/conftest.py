@@ -87,6 +87,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if new:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"error: the tests wrote into the clone ({PROJECT_ROOT}): " + "; ".join(new),
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
