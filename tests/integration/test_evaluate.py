@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.commands import TINY_CLASSIFIER, only_run, run_cli, tiny_overrides
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from helpers.commands import QUICK, evaluate_cfg, evaluate_overrides, only_run, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard.summary import hparams
 
@@ -23,11 +21,7 @@ from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalP
 from vae_lightning.latent.samplers import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 from vae_lightning.runs.checkpoint import load_model
-from vae_lightning.runs.folders import CONF_DIR, register_resolvers
 from vae_lightning.runs.tracking import event_folder
-
-# small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
-QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+def five_epoch_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
     """A run folder of the study's 2-D VAE after 5 epochs on the synthetic data."""
     log_dir = tmp_path_factory.mktemp("logs")
     result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, log_dir), "trainer.max_epochs=5",
@@ -46,22 +40,10 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory, cach
     return only_run(log_dir)
 
 
-def evaluate_overrides(run: Path, data_root: Path, cache: Path) -> list[str]:
-    """evaluate's overrides for a tiny run: its data, no progress bar, the tiny classifier cached under `cache`."""
-    return [f"ckpt_path={run}", f"data.root={data_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER,
-            f"classifier.cache_dir={cache / 'classifier'}"]
-
-
-def evaluate_cfg(*extra: str) -> DictConfig:
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("evaluate", overrides=list(extra))
-
-
-def test_likelihood_bounds_on_a_trained_2d_model(trained_run, mnist_root, cache):
-    cfg = evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
-    module = load_model(trained_run)
-    x, _ = load_test_set(torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
+def test_likelihood_bounds_on_a_trained_2d_model(five_epoch_run, mnist_root, cache):
+    cfg = evaluate_cfg(*evaluate_overrides(five_epoch_run, mnist_root, cache), "iwae.k=[1,10,100,1000]")
+    module = load_model(five_epoch_run)
+    x, _ = load_test_set(torch.load(five_epoch_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
                        ["data"], cfg, torch.device("cpu"))
     with torch.no_grad():
         result, _ = likelihood_metrics(module, x, cfg, no_track, {})
@@ -121,10 +103,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_evaluate_is_deterministic_and_only_reads_the_checkpoint(trained_run, mnist_root, cache, tmp_path):
-    ckpt = trained_run / "checkpoints" / "last.ckpt"
+def test_evaluate_is_deterministic_and_only_reads_the_checkpoint(five_epoch_run, mnist_root, cache, tmp_path):
+    ckpt = five_epoch_run / "checkpoints" / "last.ckpt"
     before = (sha256(ckpt), ckpt.stat().st_mtime_ns)
-    results = [evaluate_checkpoint(evaluate_cfg(*evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
+    results = [evaluate_checkpoint(evaluate_cfg(*evaluate_overrides(five_epoch_run, mnist_root, cache), *QUICK,
                                         f"eval_dir={tmp_path / name}", "tensorboard=false"))
                for name in ("a", "b")]
     assert (sha256(ckpt), ckpt.stat().st_mtime_ns) == before
@@ -141,11 +123,11 @@ def scalar_tags(run: Path) -> set[str]:
     return set(acc.Tags()["scalars"])
 
 
-def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run, mnist_root, cache):
-    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(trained_run, mnist_root, cache), *QUICK,
+def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_run, mnist_root, cache):
+    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(five_epoch_run, mnist_root, cache), *QUICK,
                      env={"XDG_CACHE_HOME": str(cache)})
     assert result.returncode == 0, result.stderr[-3000:]
-    out = trained_run / "eval"
+    out = five_epoch_run / "eval"
     for name in ("metrics.json", "report.md", "sample_quality.png", "class_frequencies.png",
                  "latent_dimensions.png", ".hydra/config.yaml"):
         assert (out / name).is_file(), name
@@ -156,10 +138,10 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(trained_run,
                           "aggregate_posterior", "gmm_10", "q_flow_nsf_4", "test"]
     assert rows["normal_0_1"]["model_prior"] and rows["test"]["fid"] == pytest.approx(0, abs=1e-6)
     assert saved["likelihood"]["nll_exact"]["grid_points"] == saved["likelihood"]["nll_exact"]["points_per_dim"] ** 2
-    tags = scalar_tags(trained_run)  # a few eval/ cards beside the training curves, not one per sampler and score
+    tags = scalar_tags(five_epoch_run)  # a few eval/ cards beside the training curves, not one per sampler and score
     assert {"eval/elbo", "eval/nll_iwae", "eval/nll_exact", "eval/fid/own_prior", "eval/active_units"} <= tags
     assert not {t for t in tags if t.startswith("eval/") and t.count("/") == 2 and "own_prior" not in t}
-    events = b"".join(p.read_bytes() for p in event_folder(trained_run).glob("events.out.tfevents.*"))
+    events = b"".join(p.read_bytes() for p in event_folder(five_epoch_run).glob("events.out.tfevents.*"))
     _, session_start, _ = hparams({"x": 1}, {})
     assert session_start.value[0].tag.encode() in events  # the HPARAMS session
 

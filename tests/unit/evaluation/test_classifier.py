@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.commands import TINY_CLASSIFIER
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -15,10 +16,6 @@ from vae_lightning.data import load_split, locate
 from vae_lightning.evaluation import classifier as clf
 from vae_lightning.evaluation.quality import clarity, classes_covering, diversity, feature_statistics, frechet_distance
 from vae_lightning.runs.folders import CONF_DIR, register_resolvers
-
-# a classifier that learns the synthetic digits (10 noisy templates) in a second
-TINY_CLASSIFIER = ["classifier.model.channels=[4,8]", "classifier.model.features=16", "classifier.epochs=6",
-                   "classifier.batch_size=32", "classifier.lr=1e-2", "classifier.min_accuracy=0.9"]
 
 
 def classifier_cfg(cache_dir: Path, *overrides: str) -> DictConfig:
