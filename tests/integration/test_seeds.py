@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.commands import QUICK, TINY_CLASSIFIER, run_cli, tiny_overrides
 
 FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -139,3 +140,17 @@ def test_a_job_whose_per_image_file_does_not_match_its_metrics_is_incomplete_and
     section = text.split("## Configurations over seeds")[1]
     gaussian = next(line for line in section.splitlines() if line.startswith("| prior=gaussian"))
     assert "| 2 (0,1) |" in gaussian and "(n = 1, no interval)" in gaussian  # only the complete job counts
+
+
+def test_runs_of_every_prior_at_one_seed_start_from_the_same_network_weights(mnist_root, tmp_path):
+    """Pairing is real: with the learning rate 0, a run's last.ckpt holds its initial networks, and the N(0, 1),
+    MoG, VampPrior and flow runs at one seed hold the same ones (their priors draw from their own streams)."""
+    sweep_dir = multirun(mnist_root, tmp_path, "prior=normal,mog,vamp,flow", "seed=3", "model.optimizer.lr=0",
+                         "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false")
+    states = [torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+              for job in sorted(sweep_dir.glob("[0-9]"))]
+    assert len(states) == 4
+    networks = [k for k in states[0] if k.startswith(("encoder.", "decoder."))]
+    assert len(networks) >= 8
+    for state in states[1:]:
+        assert [k for k in networks if not torch.equal(state[k], states[0][k])] == []

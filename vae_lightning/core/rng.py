@@ -1,12 +1,13 @@
-"""Seeded randomness that leaves the global RNG as it was: fixed noise, evaluation draws, and the
-seeds of chunked computations, so that a run's own stream of random numbers is never shifted by
-pictures, diagnostics or evaluation.
+"""Seeded randomness that leaves the global RNG as it was: fixed noise, evaluation draws, the seeds of
+chunked computations, and the streams that a run's randomly initialised parts draw from, so that a run's own
+stream of random numbers is never shifted by pictures, diagnostics, evaluation or another part's size.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -31,3 +32,17 @@ def generator_seed(generator: torch.Generator) -> int:
 def chunk_seeds(seed: int, n: int) -> list[int]:
     """`n` seeds derived from `seed`, one per chunk of a seeded computation."""
     return torch.randint(2**62, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def stream_seed(seed: int, part: str) -> int:
+    """The seed of `part`'s own stream of a run at `seed`: a hash of both, the same on every machine and in every
+    process, and unrelated between parts."""
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}/{part}".encode()).digest()[:8], "big") >> 1
+
+
+def stream(seed: int | None, part: str) -> AbstractContextManager[None]:
+    """Run the block (building `part`: a network, the prior, the callbacks' samplers) on `part`'s own stream of
+    the run at `seed`, the global RNG restored afterwards, so that what one part draws never shifts another's:
+    two configurations at one seed start their encoders alike whatever their priors. `seed=None`: no stream
+    (a model whose weights are loaded next)."""
+    return nullcontext() if seed is None else seeded(stream_seed(seed, part), torch.device("cpu"))

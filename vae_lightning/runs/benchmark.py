@@ -75,7 +75,7 @@ def trainer_device(cfg: DictConfig) -> torch.device:
 def _networks(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
     """The config's encoder, decoder and optimizer on `device`, initialised from the config's seed like (a)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_module(cfg).to(device)
+    module = build_module(cfg, seed=cfg.seed).to(device)
     return module.encoder, module.decoder, module.configure_optimizers()
 
 
@@ -179,7 +179,7 @@ class Bench:
         """Images per second of the test-set ELBO (10k images, batches of 1000) and of IWAE with
         k=1000 on `iwae_images` images (evaluate's default batching), with the config's model."""
         device = self.device
-        module = build_module(self.cfg).to(device).eval()
+        module = build_module(self.cfg, seed=self.cfg.seed).to(device).eval()
         images = self.val_images.repeat(2, 1, 1).to(device)  # 10k images, like the test set
         rates = {}
         with torch.no_grad():

@@ -23,6 +23,7 @@ from hydra.errors import InstantiationException
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import COUNT, Check
 from vae_lightning.core.errors import UserError
+from vae_lightning.core.rng import stream
 from vae_lightning.model import VAEModule
 from vae_lightning.runs.renames import upgrade_targets
 
@@ -38,17 +39,31 @@ MUST_MATCH = ("model", "prior", "likelihood", "annealing._target_")
 CKPT_PATH = Check(lambda v: isinstance(v, str) and v.strip() != "",
                   "a checkpoint file or a run folder, e.g. ckpt_path=logs/train/runs/<timestamp>")
 
+# The model config's networks, built each on its own stream of the seed (a model config without them builds
+# its networks itself, on the model's stream)
+NETWORKS = ("encoder", "decoder")
+
 # Sections added after checkpoints were first written, with what those checkpoints used.
 DEFAULT_SECTIONS = {"likelihood": {"_target_": "vae_lightning.model.Bernoulli"}}
 
 
-def build_module(sections: Mapping[str, Any]) -> VAEModule:
+def build_module(sections: Mapping[str, Any], seed: int | None = None) -> VAEModule:
     """The (untrained) VAE of a config's `model`, `prior` and `likelihood` sections: a command's composed
-    config or the sections stored in a checkpoint."""
-    latent_dim = sections["model"]["latent_dim"]
-    COUNT.check("model.latent_dim", latent_dim)
-    return build(sections["model"], "model", prior=build(sections["prior"], "prior"),
-                 likelihood=build(sections["likelihood"], "likelihood"))
+    config or the sections stored in a checkpoint.
+
+    With the run's `seed` (training, the benchmark), the prior, the likelihood, the encoder and the decoder each
+    draw their initial parameters from their own stream of that seed (core.rng.stream), so runs of two
+    configurations at one seed start from the same network weights wherever their architectures agree: a
+    learned prior does not change the networks' initialisation, and seeds pair configurations for real."""
+    model = sections["model"]
+    COUNT.check("model.latent_dim", model["latent_dim"])
+    parts = {}
+    for name, node in (("prior", sections["prior"]), ("likelihood", sections["likelihood"]),
+                       *((n, model[n]) for n in NETWORKS if n in model)):
+        with stream(seed, name):
+            parts[name] = build(node, "model." + name if name in NETWORKS else name)
+    with stream(seed, "model"):
+        return build(model, "model", **parts)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
+from vae_lightning.core import rng
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.model.likelihoods import check_targets
@@ -96,11 +97,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     threads.set_threads(cfg.get("threads", "auto"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
-    module = build_module(cfg)
+    module = build_module(cfg, seed=cfg.seed)
     # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
     annealing = KLAnnealing(build(cfg.annealing, "annealing"))
     callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
-    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    with rng.stream(cfg.seed, "callbacks"):  # samplers that pictures draw (a flow's weights) shift no other stream
+        callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     check_targets(module.likelihood, datamodule.binarize)
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
