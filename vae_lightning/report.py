@@ -10,7 +10,9 @@ completed job that has no evaluation yet (`--jobs 2`: two at a time).
 Jobs whose overrides differ only in `seed` are one configuration: report_groups.csv/.png and a table
 give each configuration's mean over seeds with its 95 % interval. `--contrast annealing=linear:constant`
 (repeatable; `prior=*:normal` compares every prior with normal) adds paired differences over the shared
-seeds with a verdict (report_contrasts.csv); `--contrasts conf/report/study.yaml` reads a list of them.
+seeds with a verdict (report_contrasts.csv); `--contrasts conf/report/study.yaml` reads named families of
+them with equivalence margins (evaluation/seed_groups.read_contrasts). Each family is adjusted for its
+size (`--adjust`: holm, bh or none).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from argparse import Namespace
 from pathlib import Path
 
 from vae_lightning import cli
+from vae_lightning.evaluation.seed_groups import Family
+from vae_lightning.evaluation.statistics import ADJUSTMENTS
 
 HELP = """\
 One report over the jobs of one or more sweeps (logs/train/multiruns/<timestamp>/): a table with every
 job's overrides, outcome and metrics, its curves and sample pictures side by side; jobs that differ only
 in their seed grouped into one configuration with the mean and a 95 % interval of every metric; and
 contrasts (--contrast annealing=linear:constant) answered as paired differences over the seeds both
-have, with a verdict (higher, lower, no difference detected) read off the interval. --evaluate first
+have, with a verdict (equivalent within a margin, higher, lower, inconclusive) read off the interval, raw and
+adjusted within its family (Holm; --adjust bh), beside the smallest effect it could detect. --evaluate first
 evaluates every finished job that has no evaluation. Writes report.md, report.csv and figures into the
 first folder or --out.
 """
@@ -56,31 +61,40 @@ def argument_parser() -> cli.ArgumentParser:
                         help="paired differences A - B over seeds between configurations equal but for KEY "
                              "(A=*: every other value); repeatable")
     parser.add_argument("--contrasts", type=Path, metavar="FILE",
-                        help="a YAML file with a list `contrasts:` (as --contrast) and optionally `metrics:`")
+                        help="a YAML file of named `families:` of contrasts with equivalence `margins:` (or a plain "
+                             "list `contrasts:`), optionally `metrics:` and `adjustment:`")
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
+                        help="the multiplicity adjustment within each family: holm (Holm 1979, family-wise; the "
+                             "default), bh (Benjamini-Hochberg 1995, false discovery rate) or none")
     parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: test/elbo, "
                         "eval/nll_exact, eval/nll_iwae, eval/active_units, diagnostics/mutual_information and "
                         "the own prior's fid, clarity and diversity)")
     return parser
 
 
-def contrast_settings(args: Namespace) -> tuple[list[str], list[str] | None]:
-    """The contrasts and metrics of the flags and the --contrasts file."""
+def contrast_settings(args: Namespace) -> tuple[list[Family], list[str] | None, str]:
+    """The families of contrasts, the metrics and the adjustment of the flags and the --contrasts file."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    contrasts, metrics = list(args.contrast), args.metrics
-    if args.contrasts is not None:
-        try:
-            spec = OmegaConf.to_container(OmegaConf.load(args.contrasts))
-        except (OSError, OmegaConfBaseException) as err:
-            cli.fail(f"--contrasts {args.contrasts} cannot be read ({type(err).__name__}); give a YAML file with "
-                     "a list `contrasts:`")
-        if not isinstance(spec, dict) or not isinstance(spec.get("contrasts"), list):
-            cli.fail(f"--contrasts {args.contrasts} has no list `contrasts:`; write contrasts: [annealing=linear:"
-                     "constant, ...]")
-        contrasts += [str(c) for c in spec["contrasts"]]
-        metrics = metrics or spec.get("metrics")
-    return contrasts, metrics
+    from vae_lightning.core.errors import UserError
+    from vae_lightning.evaluation.seed_groups import DEFAULT_FAMILY, Contrast, read_contrasts
+
+    try:
+        families = [Family(DEFAULT_FAMILY, tuple(Contrast.parse(c) for c in args.contrast))] if args.contrast else []
+        metrics, adjustment = args.metrics, args.adjust
+        if args.contrasts is not None:
+            try:
+                spec = OmegaConf.to_container(OmegaConf.load(args.contrasts))
+            except (OSError, OmegaConfBaseException) as err:
+                raise UserError(f"--contrasts {args.contrasts} cannot be read ({type(err).__name__}); give a YAML "
+                                "file with `families:` or a list `contrasts:`") from err
+            named, listed, adjusted = read_contrasts(spec, f"--contrasts {args.contrasts}")
+            families += named
+            metrics, adjustment = metrics or listed, adjustment or adjusted
+    except UserError as err:
+        cli.fail(str(err))
+    return families, metrics, adjustment or "holm"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,12 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs={args.jobs} is invalid: must be an integer >= 1")
-    contrasts, metrics = contrast_settings(args)
+    families, metrics, adjustment = contrast_settings(args)
     from vae_lightning.evaluation.seed_groups import CONTRAST_METRICS
     from vae_lightning.evaluation.sweep_report import write_report
 
     rows = cli.run_plain(lambda: write_report(args.sweep_dirs, args.sort, args.ascending, args.out, args.evaluate,
-                                              contrasts, metrics or CONTRAST_METRICS, args.jobs))
+                                              families, metrics or CONTRAST_METRICS, args.jobs, adjustment))
     out = args.out or args.sweep_dirs[0]
     print((out / "report.md").read_text())
     failed, cancelled = (sum(r.status == s for r in rows) for s in ("failed", "cancelled"))

@@ -32,9 +32,9 @@ def evaluate_options(mnist_root: Path, cache: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sweeps(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """2 configurations x 2 seeds, and a third configuration at one seed, each job evaluated by report."""
+    """2 configurations x 3 seeds, and a third configuration at one seed, each job evaluated by report."""
     logs = tmp_path_factory.mktemp("seeds")
-    two = multirun(mnist_root, logs / "two", "prior=normal,gaussian", "seed=0,1")
+    two = multirun(mnist_root, logs / "two", "prior=normal,gaussian", "seed=0,1,2")
     one = multirun(mnist_root, logs / "one", "prior=beta_4_3", "seed=0")
     out = logs / "report"
     result = run_cli("vae_lightning.report", str(two), str(one), "--out", str(out), "--contrast", "prior=*:normal",
@@ -87,7 +87,7 @@ def test_the_report_groups_seeds_with_intervals_and_shows_a_single_seed_as_n_1(s
     section = text.split("## Configurations over seeds")[1].split("## Contrasts")[0]
     lines = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if line.startswith("| prior=")}
     assert set(lines) == {"prior=normal", "prior=gaussian", "prior=beta_4_3"}
-    assert "| 2 (0,1) |" in lines["prior=normal"] and "| 2 (0,1) |" in lines["prior=gaussian"]
+    assert "| 3 (0,1,2) |" in lines["prior=normal"] and "| 3 (0,1,2) |" in lines["prior=gaussian"]
     assert "| 1 (0) |" in lines["prior=beta_4_3"] and "(n = 1, no interval)" in lines["prior=beta_4_3"]
     assert "[" in lines["prior=normal"].split(" | ")[3]  # test/elbo's interval
     with open(sweeps["out"] / "report_groups.csv") as f:
@@ -102,14 +102,15 @@ def test_the_contrast_table_has_the_paired_differences(sweeps):
         rows = list(csv.DictReader(f))
     exact = {row["treatment"]: row for row in rows if row["metric"] == "eval/nll_exact"}
     gaussian = next(row for key, row in exact.items() if "prior=gaussian" in key)
-    assert gaussian["paired_seeds"] == "0,1" and gaussian["verdict"] in ("higher", "lower", "no difference detected")
+    assert gaussian["paired_seeds"] == "0,1,2" and gaussian["verdict"] in ("higher", "lower", "inconclusive")
+    assert gaussian["family"] == "contrasts" and gaussian["adjustment"] == "holm"
     values = {}
     for prior in ("gaussian", "normal"):
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             metrics = json.loads((job_with(sweeps["two"], f"prior={prior}", f"seed={seed}") / "eval" /
                                   "metrics.json").read_text())
             values[prior, seed] = metrics["likelihood"]["nll_exact"]["value"]
-    expected = sum(values["gaussian", s] - values["normal", s] for s in (0, 1)) / 2
+    expected = sum(values["gaussian", s] - values["normal", s] for s in (0, 1, 2)) / 3
     assert float(gaussian["difference"]) == pytest.approx(expected, rel=1e-9)
     beta = next(row for key, row in exact.items() if "prior=beta_4_3" in key)
     assert beta["paired_seeds"] == "0" and beta["verdict"] == "n < 2" and beta["low"] == ""
@@ -130,16 +131,17 @@ def test_a_contrast_naming_what_no_job_has_is_one_line(sweeps):
 
 def test_a_job_whose_per_image_file_does_not_match_its_metrics_is_incomplete_and_left_out(sweeps, tmp_path):
     copy = Path(shutil.copytree(sweeps["two"], tmp_path / "copy"))
-    job = job_with(copy, "prior=gaussian", "seed=1")
-    lines = (job / "eval" / "per_image.csv").read_text().splitlines()
-    (job / "eval" / "per_image.csv").write_text("\n".join(lines[:50]) + "\n")  # as a killed rewrite leaves it
+    for seed in (1, 2):
+        job = job_with(copy, "prior=gaussian", f"seed={seed}")
+        lines = (job / "eval" / "per_image.csv").read_text().splitlines()
+        (job / "eval" / "per_image.csv").write_text("\n".join(lines[:50]) + "\n")  # as a killed rewrite leaves it
     result = run_cli("vae_lightning.report", str(copy), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| incomplete |" in text and "incomplete evaluation: per_image.csv has 49 rows" in text
     section = text.split("## Configurations over seeds")[1]
     gaussian = next(line for line in section.splitlines() if line.startswith("| prior=gaussian"))
-    assert "| 2 (0,1) |" in gaussian and "(n = 1, no interval)" in gaussian  # only the complete job counts
+    assert "| 3 (0,1,2) |" in gaussian and "(n = 1, no interval)" in gaussian  # only the complete job counts
 
 
 def test_runs_of_every_prior_at_one_seed_start_from_the_same_network_weights(mnist_root, tmp_path):
@@ -154,3 +156,63 @@ def test_runs_of_every_prior_at_one_seed_start_from_the_same_network_weights(mni
     assert len(networks) >= 8
     for state in states[1:]:
         assert [k for k in networks if not torch.equal(state[k], states[0][k])] == []
+
+
+FAMILIES = """
+adjustment: holm
+families:
+  gaussian:
+    contrasts: [prior=gaussian:normal]
+    margins: {test/elbo: 1000, eval/nll_exact: 1000}
+  beta:
+    contrasts: [prior=beta_4_3:normal]
+metrics: [test/elbo, eval/nll_exact, eval/fid/own_prior]
+"""
+
+
+def test_families_are_adjusted_together_and_a_wide_margin_gives_an_equivalence(sweeps, tmp_path):
+    spec = tmp_path / "families.yaml"
+    spec.write_text(FAMILIES)
+    out = tmp_path / "out"
+    result = run_cli("vae_lightning.report", str(sweeps["two"]), str(sweeps["one"]), "--out", str(out), "--contrasts",
+                     str(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "report_contrasts.csv") as f:
+        rows = {(row["family"], row["metric"]): row for row in csv.DictReader(f)}
+    gaussian = [rows["gaussian", m] for m in ("test/elbo", "eval/nll_exact", "eval/fid/own_prior")]
+    for row in gaussian:  # one family of 3 comparisons; Holm never lowers a p-value
+        assert row["family_size"] == "3" and row["paired_seeds"] == "0,1,2"
+        assert float(row["adjusted_p"]) >= float(row["p"]) and float(row["mde"]) > 0
+    elbo, exact, fid = gaussian
+    assert elbo["verdict"] == elbo["adjusted_verdict"] == "equivalent" and float(elbo["margin"]) == 1000
+    assert exact["verdict"] == "equivalent" and int(exact["seeds_needed"]) >= 2
+    assert fid["margin"] == "" and fid["verdict"] in ("higher", "lower", "inconclusive") and fid["seeds_needed"] == ""
+    beta = rows["beta", "test/elbo"]  # one paired seed: no p-value, a family of none
+    assert beta["verdict"] == beta["adjusted_verdict"] == "n < 2" and beta["family_size"] == "0"
+    text = (out / "report.md").read_text()
+    assert "**equivalent** when the whole interval lies inside" in text and "**inconclusive**" in text
+    (line,) = [x for x in text.splitlines() if x.startswith("| gaussian (3) |") and "| test/elbo |" in x]
+    assert "| equivalent | " in line and "(holm)" in line and "| ±1000 |" in line
+
+
+@pytest.mark.parametrize("text, message", [
+    ("families: {a: {contrasts: []}}", "families.a names no contrast"),
+    ("families: {a: {contrasts: [prior=gaussian:normal], margins: {test/elbo: -1}}}",
+     "families.a.margins.test/elbo=-1 is invalid: must be a number > 0 (in nats)"),
+    ("families: {a: {contrasts: [prior=gaussian:normal], margins: {test/elbo: wide}}}",
+     "families.a.margins.test/elbo='wide' is invalid"),
+    ("adjustment: bonferroni\ncontrasts: [prior=gaussian:normal]",
+     "adjustment='bonferroni' is invalid: must be one of holm, bh, none"),
+    ("families: {a: {contrasts: [prior=gaussian:normal], margins: {eval/speed: 1}}}",
+     "families.a.margins.eval/speed is a margin on a metric without a unit"),
+    ("contrast: [prior=gaussian:normal]", "has neither `families:` nor a list `contrasts:`"),
+])
+def test_a_bad_contrasts_file_is_one_line_and_writes_nothing(sweeps, tmp_path, text, message):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    result = run_cli("vae_lightning.report", str(sweeps["two"]), "--out", str(tmp_path / "out"), "--contrasts",
+                     str(spec))
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --contrasts {spec}") and message in line, line
+    assert not (tmp_path / "out").exists()

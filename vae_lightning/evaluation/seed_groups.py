@@ -5,19 +5,35 @@ and, for every metric, the mean with a 95 % Student-t interval over the seeds (`
 for a single seed). A contrast `key=A:B` compares every configuration with `key=A` to the one with
 `key=B` and everything else equal (`key=*:B`: every other value of the key against B), as paired
 differences A - B over the seeds both have, each with its interval and a verdict read off the
-interval (statistics.py): `higher`, `lower`, `no difference detected`, or `n < 2` without one.
+interval (statistics.py): `equivalent` (inside the contrast's margin), `higher`, `lower`, `inconclusive`,
+or `n < 2` without one.
+
+Contrasts come in named families (`Family`: contrasts, equivalence margins per metric), declared in a
+contrasts file (`read_contrasts`); every comparison of a family (each pair of configurations, each metric)
+is one hypothesis of it, and the family's p-values are adjusted together (Holm by default), so that the
+report shows the raw and the adjusted verdict side by side with the family's size, the minimum detectable
+effect at the comparison's n and, with a margin, the seeds it would need.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vae_lightning.core.errors import UserError
-from vae_lightning.evaluation.statistics import Comparison, Interval, paired_difference, t_interval
+from vae_lightning.evaluation.statistics import (
+    ADJUSTMENTS,
+    MOST_SEEDS,
+    Comparison,
+    Interval,
+    adjust,
+    paired_difference,
+    t_interval,
+    verdict_of_p,
+)
 from vae_lightning.runs.folders import SEED, configuration, split_override
 
 if TYPE_CHECKING:
@@ -28,6 +44,19 @@ if TYPE_CHECKING:
 CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
                     "diagnostics/mutual_information", "eval/fid/own_prior", "eval/clarity/own_prior",
                     "eval/diversity/own_prior")
+# The unit of each metric that an equivalence margin may be given in (a prefix names a metric per sampler)
+UNITS = {"test/elbo": "nats", "val/elbo": "nats", "eval/elbo": "nats", "eval/nll_exact": "nats",
+         "eval/nll_iwae": "nats", "diagnostics/mutual_information": "nats", "eval/active_units": "dimensions",
+         "eval/fid/": "FID", "eval/clarity/": "probability", "eval/diversity/": "nats",
+         "eval/probability_entropy/": "nats"}
+# The family of the contrasts given on the command line (--contrast) or as a plain list in a contrasts file
+DEFAULT_FAMILY = "contrasts"
+
+
+def unit(metric: str) -> str | None:
+    """The unit of a metric (UNITS), None for a metric without one."""
+    return next((u for key, u in UNITS.items() if metric == key or (key.endswith("/") and metric.startswith(key))),
+                None)
 
 
 @dataclass
@@ -123,30 +152,113 @@ class Contrast:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A named family of contrasts, adjusted together, with an equivalence margin per metric (in its unit)."""
+
+    name: str
+    contrasts: tuple[Contrast, ...]
+    margins: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ContrastRow:
     contrast: Contrast
+    family: str
     treatment: Group
     baseline: Group
     metric: str
     comparison: Comparison
     label: str  # `key=A - B (the other overrides that tell configurations apart)`
+    family_size: int = 0  # the comparisons of the family that have a p-value
+    adjustment: str = "holm"
+    adjusted_p: float = math.nan
+    adjusted_p_equivalent: float | None = None
+
+    @property
+    def adjusted_verdict(self) -> str:
+        return verdict_of_p(self.adjusted_p, self.adjusted_p_equivalent, self.comparison.difference.mean)
 
 
-def compare(groups: Sequence[Group], contrasts: Sequence[Contrast], metrics: Sequence[str]) -> list[ContrastRow]:
-    """Every contrast's paired differences for every metric that both arms have."""
+def compare(groups: Sequence[Group], families: Sequence[Family], metrics: Sequence[str],
+            adjustment: str = "holm") -> list[ContrastRow]:
+    """Every family's paired differences for every metric that both arms have, adjusted within the family."""
     shared = set.intersection(*(set(g.overrides) for g in groups)) if groups else set()
     rows = []
-    for contrast in contrasts:
-        contrast.check(groups)
-        for treatment, baseline in contrast.pairs(groups):
-            others = [o for o in baseline.overrides if split_override(o)[0] != contrast.key and o not in shared]
-            label = (f"{contrast.key}={treatment.setting(contrast.key)} - {contrast.baseline}"
-                     + (f" ({' '.join(others)})" if others else ""))
-            for metric in metrics:
-                a, b = treatment.values(metric), baseline.values(metric)
-                if a and b:
-                    rows.append(ContrastRow(contrast, treatment, baseline, metric, paired_difference(a, b), label))
+    for family in families:
+        found = []
+        for contrast in family.contrasts:
+            contrast.check(groups)
+            for treatment, baseline in contrast.pairs(groups):
+                others = [o for o in baseline.overrides if split_override(o)[0] != contrast.key and o not in shared]
+                label = (f"{contrast.key}={treatment.setting(contrast.key)} - {contrast.baseline}"
+                         + (f" ({' '.join(others)})" if others else ""))
+                for metric in metrics:
+                    a, b = treatment.values(metric), baseline.values(metric)
+                    if a and b:
+                        comparison = paired_difference(a, b, margin=family.margins.get(metric))
+                        found.append(ContrastRow(contrast, family.name, treatment, baseline, metric, comparison,
+                                                 label))
+        p = adjust([r.comparison.p for r in found], adjustment)
+        equivalence = [r.comparison.p_equivalent for r in found]
+        with_margin = [i for i, q in enumerate(equivalence) if q is not None]
+        p_equivalent = dict(zip(with_margin, adjust([equivalence[i] for i in with_margin], adjustment), strict=True))
+        size = sum(not math.isnan(q) for q in p)
+        rows += [replace(row, family_size=size, adjustment=adjustment, adjusted_p=p[i],
+                         adjusted_p_equivalent=p_equivalent.get(i)) for i, row in enumerate(found)]
     return rows
+
+
+def read_contrasts(spec: object, source: str) -> tuple[list[Family], list[str] | None, str | None]:
+    """The families, the metrics and the adjustment of a contrasts file's contents (`source` names it in errors):
+
+        adjustment: holm                    # holm (default), bh or none
+        families:
+          claim_1:                          # a name
+            contrasts: [prior=gaussian:normal]
+            margins: {eval/nll_exact: 0.5}  # equivalence margins, in the metric's unit (UNITS)
+        contrasts: [annealing=linear:constant]   # a plain list: one family named `contrasts`
+        metrics: [test/elbo, eval/nll_exact]
+
+    Anything else is a UserError naming the key."""
+    if not isinstance(spec, dict) or not ({"contrasts", "families"} & set(spec)):
+        raise UserError(f"{source} has neither `families:` nor a list `contrasts:`; write families: {{claim: "
+                        "{contrasts: [prior=gaussian:normal], margins: {eval/nll_exact: 0.5}}}")
+    unknown = sorted(set(spec) - {"contrasts", "families", "metrics", "adjustment"})
+    if unknown:
+        raise UserError(f"{source}: {unknown[0]} is not a key of a contrasts file; its keys: adjustment, families, "
+                        "contrasts, metrics")
+    adjustment = spec.get("adjustment")
+    if adjustment is not None and adjustment not in ADJUSTMENTS:
+        raise UserError(f"{source}: adjustment={adjustment!r} is invalid: must be one of {', '.join(ADJUSTMENTS)}")
+    families = []
+    if "contrasts" in spec:
+        families.append(_family(DEFAULT_FAMILY, {"contrasts": spec["contrasts"]}, source, "contrasts"))
+    named = spec.get("families", {})
+    if not isinstance(named, dict):
+        raise UserError(f"{source}: families must be a mapping of names to {{contrasts: [...], margins: {{...}}}}")
+    families += [_family(str(name), body, source, f"families.{name}") for name, body in named.items()]
+    metrics = spec.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        raise UserError(f"{source}: metrics={metrics!r} is invalid: must be a list of metric names")
+    return families, metrics, adjustment
+
+
+def _family(name: str, body: object, source: str, key: str) -> Family:
+    contrasts = body.get("contrasts") if isinstance(body, dict) else None
+    if not isinstance(contrasts, list) or not contrasts:
+        raise UserError(f"{source}: {key} names no contrast; give it a list contrasts: [key=treatment:baseline, ...]")
+    margins = body.get("margins") or {}
+    if not isinstance(margins, dict):
+        raise UserError(f"{source}: {key}.margins must be a mapping of metric names to margins")
+    for metric, margin in margins.items():
+        if unit(str(metric)) is None:
+            raise UserError(f"{source}: {key}.margins.{metric} is a margin on a metric without a unit; margins are "
+                            f"for {', '.join(UNITS)}")
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin) or margin <= 0:
+            raise UserError(f"{source}: {key}.margins.{metric}={margin!r} is invalid: must be a number > 0 (in "
+                            f"{unit(str(metric))})")
+    return Family(name, tuple(Contrast.parse(str(c)) for c in contrasts),
+                  {str(m): float(v) for m, v in margins.items()})
 
 
 def interval_text(interval: Interval, digits: int = 2) -> str:
@@ -159,7 +271,7 @@ def interval_text(interval: Interval, digits: int = 2) -> str:
 
 
 def _digits(metric: str) -> int:
-    return 3 if metric.split("/")[1] in ("clarity", "diversity") else 2
+    return 3 if metric.split("/")[1] in ("clarity", "diversity", "probability_entropy") else 2
 
 
 def groups_markdown(groups: Sequence[Group], metrics: Sequence[str], shared: Callable[[str], bool]) -> list[str]:
@@ -175,17 +287,40 @@ def groups_markdown(groups: Sequence[Group], metrics: Sequence[str], shared: Cal
     return lines
 
 
+VERDICT_WORDS = [
+    "Each contrast is `treatment - baseline`, paired by seed, with its 95 % t interval. Its verdict: "
+    "**equivalent** when the whole interval lies inside ±margin (the family's equivalence margin for the metric), "
+    "**higher** or **lower** when it excludes 0, **inconclusive** otherwise (a difference and none are both "
+    "still possible), **n < 2** without an interval. The contrasts of one family are adjusted together "
+    "(*adjusted*: the same words read off p-values adjusted by the method named, Holm by default, over the "
+    "family's size *m*). *MDE* is the minimum detectable effect: the difference the paired t test at this n and "
+    "the observed spread finds with 80 % power; *seeds for δ* the seeds it would need to find the margin so.",
+]
+
+
+def _p_text(p: float | None) -> str:
+    return "" if p is None or math.isnan(p) else f"{p:.3g}"
+
+
 def contrasts_markdown(rows: Sequence[ContrastRow]) -> list[str]:
-    lines = ["| contrast | metric | paired seeds | difference [95 % interval] | verdict |", "|---|---|---|---|---|"]
+    lines = ["| family (m) | contrast | metric | paired seeds | difference [95 % interval] | p | verdict | "
+             "adjusted p | adjusted verdict | margin | MDE | seeds for δ |", "|---" * 12 + "|"]
     for row in rows:
         c = row.comparison
+        digits = _digits(row.metric)
         unpaired = (len(row.treatment.jobs) + len(row.baseline.jobs)) // 2 - len(c.seeds)
         seeds = f"{len(c.seeds)}" + (f" (of {len(row.treatment.jobs)} and {len(row.baseline.jobs)})"
                                      if unpaired else "")
-        difference = (f"{c.difference.mean:+.{_digits(row.metric)}f}" if c.difference.n < 2 else
-                      f"{c.difference.mean:+.{_digits(row.metric)}f} [{c.difference.low:+.{_digits(row.metric)}f}, "
-                      f"{c.difference.high:+.{_digits(row.metric)}f}]")
-        lines.append(f"| {row.label} | {row.metric} | {seeds} | {difference} | {c.verdict} |")
+        difference = (f"{c.difference.mean:+.{digits}f}" if c.difference.n < 2 else
+                      f"{c.difference.mean:+.{digits}f} [{c.difference.low:+.{digits}f}, "
+                      f"{c.difference.high:+.{digits}f}]")
+        mde = c.detectable_effect()
+        needed = c.seeds_needed()
+        lines.append(f"| {row.family} ({row.family_size}) | {row.label} | {row.metric} | {seeds} | {difference} | "
+                     f"{_p_text(c.p)} | {c.verdict} | {_p_text(row.adjusted_p)} ({row.adjustment}) | "
+                     f"{row.adjusted_verdict} | {'' if c.margin is None else f'±{c.margin:g}'} | "
+                     f"{'' if math.isnan(mde) else f'{mde:.{digits}f}'} | "
+                     f"{'' if needed is None else (f'> {MOST_SEEDS}' if needed > MOST_SEEDS else needed)} |")
     return lines
 
 
@@ -208,14 +343,22 @@ def write_contrasts_csv(rows: Sequence[ContrastRow], path: Path) -> None:
 
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["contrast", "treatment", "baseline", "metric", "paired_seeds", "difference", "low", "high",
-                         "verdict"])
+        writer.writerow(["family", "family_size", "adjustment", "contrast", "treatment", "baseline", "metric",
+                         "paired_seeds", "difference", "low", "high", "sd", "p", "verdict", "adjusted_p",
+                         "adjusted_verdict", "margin", "p_equivalent", "adjusted_p_equivalent", "mde", "seeds_needed"])
         for row in rows:
-            d = row.comparison.difference
-            writer.writerow([str(row.contrast), " ".join(row.treatment.overrides), " ".join(row.baseline.overrides),
-                             row.metric, ",".join(map(str, row.comparison.seeds)), repr(d.mean),
-                             "" if math.isnan(d.low) else repr(d.low), "" if math.isnan(d.high) else repr(d.high),
-                             row.comparison.verdict])
+            c = row.comparison
+            d = c.difference
+
+            def number(value: float | None) -> str:
+                return "" if value is None or math.isnan(value) else repr(value)
+
+            writer.writerow([row.family, row.family_size, row.adjustment, str(row.contrast),
+                             " ".join(row.treatment.overrides), " ".join(row.baseline.overrides), row.metric,
+                             ",".join(map(str, c.seeds)), repr(d.mean), number(d.low), number(d.high), number(c.sd),
+                             number(c.p), c.verdict, number(row.adjusted_p), row.adjusted_verdict, number(c.margin),
+                             number(c.p_equivalent), number(row.adjusted_p_equivalent),
+                             number(c.detectable_effect()), c.seeds_needed() or ""])
 
 
 def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callable[[str], bool], path: Path) -> bool:

@@ -40,8 +40,9 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.evaluation.results import scalars
 from vae_lightning.evaluation.seed_groups import (
     CONTRAST_METRICS,
-    Contrast,
+    VERDICT_WORDS,
     ContrastRow,
+    Family,
     Group,
     compare,
     contrasts_markdown,
@@ -221,10 +222,7 @@ def write_markdown(rows: list[Row], metric: str, ascending: bool, path: Path, sw
                   "Student-t interval [low, high] (completed jobs only; `own_prior`: the model's own prior as "
                   "sampler).", "", *groups_markdown(groups, GROUP_METRICS, shared_set.__contains__)]
     if contrasts:
-        lines += ["", "## Contrasts", "",
-                  "Paired differences treatment - baseline over the seeds both have, with their 95 % paired "
-                  "t interval; the verdict is read off the interval (`higher`/`lower`: it excludes 0).", "",
-                  *contrasts_markdown(contrasts)]
+        lines += ["", "## Contrasts", "", *VERDICT_WORDS, "", *contrasts_markdown(contrasts)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -386,22 +384,23 @@ def evaluate_paths(paths: Sequence[Path], overrides: list[str], threads: int | N
 
 def write_report(sweep_dirs: Sequence[Path], metric: str = "val/elbo", ascending: bool = False,
                  out: Path | None = None, evaluate_overrides: Sequence[str] | None = None,
-                 contrasts: Sequence[str] = (), contrast_metrics: Sequence[str] = CONTRAST_METRICS,
-                 jobs: int = 1) -> list[Row]:
+                 families: Sequence[Family] = (), contrast_metrics: Sequence[str] = CONTRAST_METRICS,
+                 jobs: int = 1, adjustment: str = "holm") -> list[Row]:
     """Write the report files into `out` (default: the first folder); returns the rows in table order.
     With `evaluate_overrides` (a list, possibly empty), evaluate the jobs that have no evaluation first
-    (`jobs` at a time). `contrasts`: `key=treatment:baseline` strings (seed_groups.Contrast)."""
-    parsed = [Contrast.parse(c) for c in contrasts]
+    (`jobs` at a time). `families`: the contrasts (seed_groups.Family), adjusted within each family by
+    `adjustment` (statistics.ADJUSTMENTS)."""
     rows = collect(sweep_dirs)
     groups = group_rows(rows)
-    for contrast in parsed:  # a contrast naming what no job has is refused before any evaluation
-        contrast.check(groups)
+    for family in families:  # a contrast naming what no job has is refused before any evaluation
+        for contrast in family.contrasts:
+            contrast.check(groups)
     if evaluate_overrides is not None:
         evaluate_jobs(rows, evaluate_overrides, jobs)
         rows = collect(sweep_dirs)
     rows = sort_rows(rows, metric, ascending)
     groups = group_rows(rows)
-    compared = compare(groups, parsed, contrast_metrics)
+    compared = compare(groups, families, contrast_metrics, adjustment)
     out = out if out is not None else sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     write_markdown(rows, metric, ascending, out / "report.md", sweep_dirs, groups, compared)
