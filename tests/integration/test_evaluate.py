@@ -131,7 +131,7 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
     for name in ("metrics.json", "report.md", "sample_quality.png", "class_frequencies.png",
                  "latent_dimensions.png", ".hydra/config.yaml"):
         assert (out / name).is_file(), name
-    assert "| sampler | fid | clarity | diversity | classes_90 |" in result.stdout
+    assert "| sampler | fid | clarity | diversity | probability_entropy | classes_90 |" in result.stdout
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
     assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",

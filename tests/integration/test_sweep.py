@@ -302,7 +302,8 @@ def test_slurm_launcher_follows_the_trainer_for_multi_node_ddp():
 
 def evaluation(nll_iwae: float, fids: dict[str, float]) -> dict:
     """A metrics.json as evaluate writes it (the parts the report reads)."""
-    rows = [{"name": name, "fid": fid, "clarity": 0.9, "diversity": 2.0, "classes_90": 8} for name, fid in fids.items()]
+    rows = [{"name": name, "fid": fid, "clarity": 0.9, "diversity": 2.0, "probability_entropy": 2.1, "classes_90": 8}
+            for name, fid in fids.items()]
     return {"likelihood": {"elbo": -150.0, "recon": 140.0, "kl": 10.0, "active_units": 2, "kl_per_dim": None,
                            "nll_iwae": {"100": nll_iwae}, "nll_exact": {"value": nll_iwae - 1, "converged": True}},
             "sample_quality": {"rows": rows}}

@@ -1,6 +1,11 @@
 """Sample quality: Fréchet distance of classifier features (Heusel et al. 2017), clarity, diversity and
 class coverage of generated digits, per sampler, against the test images.
 
+Diversity is the entropy of the histogram of the classes the classifier predicts (how evenly the samples spread
+over the ten digits): a blurry sample counts once, for its most likely class, so blur cannot raise it. The
+entropy of the mean predicted probabilities (`probability_entropy`, the project's "diversity" before) is kept
+beside it for what it is: blur spreads each sample's probabilities and raises it.
+
 The scores use the small digit classifier of `evaluation.classifier` (its hidden layer for the
 features, its softmax for the classes); `sample_quality` draws each sampler's seeded samples, decodes
 their mean images and scores them.
@@ -58,11 +63,22 @@ def clarity(probs: Tensor) -> float:
     return float(probs.max(dim=1).values.double().mean())
 
 
-def diversity(probs: Tensor) -> float:
-    """Entropy (nats) of the mean predicted class distribution: ln(10) when all ten classes are
-    equally frequent, 0 when every sample is the same class."""
-    mean = probs.double().mean(dim=0)
-    return float(-(mean * torch.log(mean.clamp(min=1e-300))).sum())
+def entropy(distribution: Tensor) -> float:
+    """Entropy (nats) of a discrete distribution (0 log 0 = 0)."""
+    p = distribution.double()
+    return float(-(p * torch.log(p.clamp(min=1e-300))).sum())
+
+
+def diversity(predicted: Tensor, n_classes: int = 10) -> float:
+    """Entropy (nats) of the histogram of predicted classes: ln(10) when all ten classes are predicted equally
+    often, 0 when every sample is predicted as the same class, however unsure the classifier is."""
+    return entropy(torch.bincount(predicted, minlength=n_classes).double() / len(predicted))
+
+
+def probability_entropy(probs: Tensor) -> float:
+    """Entropy (nats) of the mean predicted class distribution: high for samples spread over the classes, and for
+    blurry samples whose own probabilities are spread."""
+    return entropy(probs.double().mean(dim=0))
 
 
 def classes_covering(predicted: Tensor, n_classes: int, fraction: float = 0.9) -> int:
@@ -77,7 +93,8 @@ def quality_row(name: str, label: str, features: Tensor, probs: Tensor,
     predicted = probs.argmax(dim=1)
     return {"name": name, "label": label,
             "fid": frechet_distance(*feature_statistics(features), *reference),
-            "clarity": clarity(probs), "diversity": diversity(probs),
+            "clarity": clarity(probs), "diversity": diversity(predicted, N_CLASSES),
+            "probability_entropy": probability_entropy(probs),
             "classes_90": classes_covering(predicted, N_CLASSES, 0.9),
             "class_frequencies": (torch.bincount(predicted, minlength=N_CLASSES).double() / len(predicted)).tolist()}
 

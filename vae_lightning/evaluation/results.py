@@ -8,13 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from matplotlib.figure import Figure
 
-from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW
+from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW, entropy
 
 # Sample-quality scores per sampler, and the name under which the model's own prior is scored a second
 # time (`eval/fid/own_prior`), so that models with different priors compare on one column
-QUALITY = ("fid", "clarity", "diversity", "classes_90")
+QUALITY = ("fid", "clarity", "diversity", "probability_entropy", "classes_90")
 OWN_PRIOR = "own_prior"
 
 
@@ -28,9 +29,20 @@ def scalars(results: dict[str, Any]) -> dict[str, float]:
         out["eval/nll_exact"] = lik["nll_exact"]["value"]
     out.update({f"eval/kl_dim{i}": v for i, v in enumerate(lik["kl_per_dim"] or [])})
     for row in results["sample_quality"]["rows"]:
+        row = quality_of(row)
         names = [row["name"], OWN_PRIOR] if row.get("model_prior") else [row["name"]]
         out.update({f"eval/{m}/{name}": row[m] for m in QUALITY for name in names})
     return {k: float(v) for k, v in out.items()}
+
+
+def quality_of(row: dict[str, Any]) -> dict[str, Any]:
+    """A sample-quality row of metrics.json in today's terms: an evaluation written before `diversity` was the
+    entropy of the predicted classes' histogram has that histogram (`class_frequencies`), and its `diversity` is
+    today's `probability_entropy`."""
+    if "probability_entropy" in row:
+        return row
+    frequencies = torch.tensor(row["class_frequencies"], dtype=torch.float64)
+    return {**row, "probability_entropy": row["diversity"], "diversity": entropy(frequencies)}
 
 
 # The scalars an evaluation adds to the run's TensorBoard: a few cards under eval/, not one per sampler and
@@ -93,13 +105,16 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         f"Sample quality: {quality['n_samples']} decoder means per sampler against the {quality['n_test']} "
         f"grayscale test images; classifier test accuracy {quality['classifier']['test_accuracy']:.4f}. "
-        "fid: lower is better; clarity: mean max class probability; diversity: entropy of the mean "
-        f"class distribution (ln 10 = {math.log(10):.3f}); classes_90: classes covering 90% of samples.",
+        "fid: lower is better; clarity (higher: sharper): mean max class probability; diversity (higher: more "
+        f"kinds of digit, at most ln 10 = {math.log(10):.3f}): entropy of the histogram of predicted classes, "
+        "which blur cannot raise; probability_entropy: entropy of the mean class probabilities, which blur raises; "
+        "classes_90 (higher: more kinds): classes covering 90% of samples.",
         "",
-        "| sampler | fid | clarity | diversity | classes_90 |",
-        "|---|---|---|---|---|",
+        "| sampler | fid | clarity | diversity | probability_entropy | classes_90 |",
+        "|---|---|---|---|---|---|",
         *(f"| {r['label']}{' (model prior)' if r['model_prior'] else ''} | {r['fid']:.2f} | {r['clarity']:.3f} | "
-          f"{r['diversity']:.3f} | {r['classes_90']} |" for r in quality["rows"]),
+          f"{r['diversity']:.3f} | {r['probability_entropy']:.3f} | {r['classes_90']} |"
+          for r in quality["rows"]),
         "",
         "Time (s): " + ", ".join(f"{k} {v:.3g}" for k, v in results["timings_s"].items()),
     ]

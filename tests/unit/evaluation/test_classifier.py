@@ -14,7 +14,14 @@ from omegaconf import DictConfig
 
 from vae_lightning.data import load_split, locate
 from vae_lightning.evaluation import classifier as clf
-from vae_lightning.evaluation.quality import clarity, classes_covering, diversity, feature_statistics, frechet_distance
+from vae_lightning.evaluation.quality import (
+    clarity,
+    classes_covering,
+    diversity,
+    feature_statistics,
+    frechet_distance,
+    probability_entropy,
+)
 from vae_lightning.runs.folders import CONF_DIR, register_resolvers
 
 
@@ -88,7 +95,8 @@ def test_fid_clarity_and_diversity_on_real_and_noise_images(trained, mnist_root)
     assert fid_noise > 10 * fid_digits, (fid_noise, fid_digits)
 
     _, probs = features_of(model, test_images)
-    assert diversity(probs) > 0.9 * math.log(10) and clarity(probs) > 0.8
+    assert diversity(probs.argmax(1)) > 0.9 * math.log(10) and clarity(probs) > 0.8
+    assert probability_entropy(probs) > 0.9 * math.log(10)
     _, one_class = features_of(model, test_images[test_labels == test_labels[0]])
-    assert diversity(one_class) < 0.1
+    assert diversity(one_class.argmax(1)) < 0.1 and probability_entropy(one_class) < 0.1
     assert classes_covering(one_class.argmax(dim=1), 10) == 1

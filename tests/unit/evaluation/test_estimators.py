@@ -13,7 +13,15 @@ from torch.distributions import Bernoulli, Beta, ContinuousBernoulli, Distributi
 from vae_lightning.core.rng import seeded
 from vae_lightning.evaluation.diagnostics import active_units
 from vae_lightning.evaluation.likelihood import exact_log_likelihood, iwae_log_likelihood, quadrature_grid
-from vae_lightning.evaluation.quality import clarity, classes_covering, diversity, feature_statistics, frechet_distance
+from vae_lightning.evaluation.quality import (
+    clarity,
+    classes_covering,
+    diversity,
+    feature_statistics,
+    frechet_distance,
+    probability_entropy,
+)
+from vae_lightning.evaluation.results import quality_of
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.latent.factorised import beta_cdf, beta_icdf
 from vae_lightning.model import VAEModule, likelihoods
@@ -192,9 +200,26 @@ def test_frechet_distance_of_a_set_with_itself_is_zero_and_symmetric():
 
 def test_clarity_diversity_and_class_coverage():
     one_class = torch.nn.functional.one_hot(torch.full((50,), 3), 10).double()
-    assert clarity(one_class) == 1 and diversity(one_class) == pytest.approx(0, abs=1e-12)
+    assert clarity(one_class) == 1 and diversity(one_class.argmax(1)) == pytest.approx(0, abs=1e-12)
+    assert probability_entropy(one_class) == pytest.approx(0, abs=1e-12)
     assert classes_covering(one_class.argmax(1), 10) == 1
-    uniform = torch.full((50, 10), 0.1)
-    assert clarity(uniform) == pytest.approx(0.1) and diversity(uniform) == pytest.approx(math.log(10))
+    every_class = torch.nn.functional.one_hot(torch.arange(50) % 10, 10).double()  # each class 5 times
+    assert diversity(every_class.argmax(1)) == pytest.approx(math.log(10))
+    # blurry samples of one class: probabilities nearly uniform, the top one always class 3. The entropy of the
+    # mean probabilities calls that diverse; the histogram of predicted classes does not
+    blurry = torch.full((50, 10), 0.099).index_fill(1, torch.tensor([3]), 0.109)
+    assert blurry.argmax(1).eq(3).all() and clarity(blurry) == pytest.approx(0.109)
+    assert diversity(blurry.argmax(1)) == pytest.approx(0, abs=1e-12)
+    assert probability_entropy(blurry) > 0.99 * math.log(10)
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 15 + [3] * 5)
     assert classes_covering(labels, 10, 0.9) == 3 and classes_covering(labels, 10, 0.8) == 2
+    shares = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    assert diversity(labels) == pytest.approx(float(-(shares * shares.log()).sum()))
+
+
+def test_an_evaluation_written_before_the_class_histogram_diversity_reads_in_todays_terms():
+    old = {"name": "normal_0_1", "diversity": 2.1, "class_frequencies": [0.5, 0.5] + [0.0] * 8}
+    row = quality_of(old)
+    assert row["probability_entropy"] == 2.1 and row["diversity"] == pytest.approx(math.log(2))
+    new = {**row, "diversity": 0.3}
+    assert quality_of(new) == new
