@@ -62,7 +62,9 @@ def beta_grid(cfg: DictConfig) -> Path:
 
 
 def main(cfg: DictConfig) -> None:
-    cli.run_task(lambda: beta_grid(cfg))
+    from vae_lightning.runs.console import say
+
+    say("wrote %s", cli.run_task(lambda: beta_grid(cfg)))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 # The run folder in the commands' examples (a real one is named like it)
 EXAMPLE_RUN = "logs/train/runs/2026-01-31_09-30-00_000000"
+# The flags of Hydra's command line; any other `-x` / `--xyz` is refused in one line (settings are key=value)
+HYDRA_FLAGS = {"-m", "--multirun", "-c", "--cfg", "-p", "--package", "-i", "--info", "--resolve", "-cp",
+               "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-sc", "--shell-completion", "-r",
+               "--run", "--hydra-help", "--version", "--experimental-rerun"}
 
 # What a command leaves in its output folder that an error must never remove: a run's checkpoints,
 # an earlier evaluation's results.
@@ -96,6 +100,12 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
     if any(a in ("--help", "-h") for a in args):
         print(command_help(config_name, help_text, examples, args))
         raise SystemExit(0)
+    for arg in args:
+        flag = arg.partition("=")[0]
+        if arg.startswith("-") and flag not in HYDRA_FLAGS:
+            example = next((w for e in examples for w in e.split()[3:] if "=" in w and not w.startswith("-")),
+                           "key=value")
+            fail(f"{flag} is not an option; write overrides as key=value, e.g. {example} (see --help)")
     import hydra
     from hydra.errors import HydraException
 
@@ -108,6 +118,7 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
     except (HydraException, OSError) as err:
         if FULL_ERROR or any(frame.f_code is main.__code__ for frame, _ in traceback.walk_tb(err.__traceback__)):
             raise
+        discard_sweep()
         fail(hydra_error_line(err))
 
 
@@ -122,6 +133,7 @@ def run_task(task: Callable[[], T]) -> T:
         return task()
     except UserError as err:
         discard_output(snapshot)
+        discard_sweep()
         if FULL_ERROR:
             raise
         fail(str(err))
@@ -153,11 +165,33 @@ def discard_output(snapshot: FolderSnapshot | None = None) -> None:
         snapshot.restore(PROCESS_START_NS)
     if output.is_dir() and not any((output / name).exists() for name in RESULTS) and not _existed(snapshot):
         shutil.rmtree(output, ignore_errors=True)
-        for parent in output.parents:  # and the empty folders Hydra made for it (logs/<command>/runs/)
-            if parent.exists() and parent.stat().st_mtime_ns >= PROCESS_START_NS and not any(parent.iterdir()):
-                parent.rmdir()
-            else:
-                break
+        _remove_new_empty_parents(output)  # and the empty folders Hydra made for it (logs/<command>/runs/)
+
+
+def discard_sweep() -> None:
+    """A multirun refused on bad input before any job finished leaves no folder: the multirun folder this
+    process created (runs.folders.NewFolders noted it) is removed, with the empty parents it made, when no job
+    folder in it holds anything (a job that failed on bad input has removed its own folder already)."""
+    from vae_lightning.runs import folders
+
+    folder = folders.new_sweep
+    if folder is None or not folder.is_dir() or any(p.is_dir() and any(p.iterdir()) for p in folder.iterdir()):
+        return
+    logging.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+    _remove_new_empty_parents(folder)
+
+
+def _remove_new_empty_parents(folder: Path) -> None:
+    """The empty folders above `folder` that this process made (logs/<command>/runs/, .../multiruns/), as
+    runs.folders.NewFolders noted them before Hydra made them; never one that existed before."""
+    from vae_lightning.runs import folders
+
+    for parent in folder.absolute().parents:
+        if parent in folders.new_folders and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+        else:
+            break
 
 
 def _existed(snapshot: FolderSnapshot | None) -> bool:

@@ -36,12 +36,36 @@ EXAMPLES = (
 )
 
 
+def closing_lines(cfg: DictConfig, results: dict) -> list[str]:
+    """What evaluate says last: the checkpoint it evaluated and why that one, what it wrote, what to open next."""
+    from pathlib import Path
+
+    from vae_lightning.runs.folders import run_dir_of
+
+    ckpt, out = Path(results["checkpoint"]), Path(cfg.eval_dir)
+    given = Path(cfg.ckpt_path)
+    why = "the file given as ckpt_path"
+    if given.is_dir():
+        best = sorted(p for p in (given / "checkpoints").glob("epoch_*.ckpt"))
+        why = (f"ckpt_path={given} means its checkpoints/last.ckpt, the run's latest state"
+               + (f"; its best by val/elbo is evaluated with ckpt_path={best[-1]}" if best else ""))
+    run = run_dir_of(ckpt)
+    cards = (f"; tensorboard --logdir {run} shows its eval/ cards beside the training curves"
+             if run is not None and cfg.tensorboard else "")
+    return [f"evaluated {ckpt} at step {results['global_step']} ({why})",
+            f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}",
+            f"next: {out / 'report.md'} holds the tables above with the figures{cards}"]
+
+
 def main(cfg: DictConfig) -> None:
     from vae_lightning.evaluation.pipeline import evaluate_checkpoint
     from vae_lightning.evaluation.results import results_markdown
+    from vae_lightning.runs.console import say
 
     results = cli.run_task(lambda: evaluate_checkpoint(cfg))
     print(results_markdown(results))
+    for line in closing_lines(cfg, results):
+        say("%s", line)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ size (`--adjust`: holm, bh or none).
 
 from __future__ import annotations
 
+import time
 from argparse import Namespace
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def contrast_settings(args: Namespace) -> tuple[list[Family], list[str] | None, 
 
 
 def main(argv: list[str] | None = None) -> None:
+    start = time.time_ns()  # the report files written since are this report's
     parser = argument_parser()
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.sweep_dirs[0]
     print((out / "report.md").read_text())
     failed, cancelled = (sum(r.status == s for r in rows) for s in ("failed", "cancelled"))
-    print(f"wrote report.md, report.csv, report.png, report_curves.png, report_grids.png in {out} "
+    written = sorted(p.name for p in out.glob("report*") if p.is_file() and p.stat().st_mtime_ns >= start)
+    print(f"wrote {', '.join(written)} in {out} "
           f"({len(rows)} jobs, {failed} failed{f', {cancelled} cancelled' if cancelled else ''})")
 
 

@@ -92,7 +92,9 @@ def sample(cfg: DictConfig) -> Path:
 
 
 def main(cfg: DictConfig) -> None:
-    cli.run_task(lambda: sample(cfg))
+    from vae_lightning.runs.console import say
+
+    say("wrote %s", cli.run_task(lambda: sample(cfg)))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ BAD_INPUTS = [
     ("train", "prior=flow prior.hidden_features=[]",
      "prior.hidden_features=[] is invalid: must be a non-empty list of integers >= 1"),
     ("train", "prior=flow prior.lr=-0.1", "prior.lr=-0.1 is invalid: must be a finite number > 0"),
+    ("train", "--epochs 5", "--epochs is not an option; write overrides as key=value, e.g. prior=beta"),
+    ("train", "-m prior=normal,betta seed=0,1", "prior=betta is not an option of prior: choose one of beta,"),
+    ("evaluate", "--foo=1", "--foo is not an option; write overrides as key=value, e.g. ckpt_path="),
     ("evaluate", "ckpt_path={run} samplers=foo", "samplers=foo is not an option of samplers: choose one of study"),
     ("evaluate", "ckpt_path={run} data_root={data}", "data_root={data} is not a key of this command's config"),
     ("evaluate", "ckpt_path={run} data.root={data} device=tpu", "device='tpu' is invalid: must be one of auto, cpu"),
@@ -81,7 +84,9 @@ def outcomes(trained_run: Path, mnist_root: Path, tmp_path_factory: pytest.TempP
         extra = [f"paths.log_dir={logs / str(i)}"] if command in HYDRA_COMMANDS else []
         if command in ("train", "bench") and "data.root" not in args:
             extra = tiny_overrides(mnist_root, logs / str(i)) if command == "train" else []
-        cases.append((f"vae_lightning.{command}", [*extra, *shlex.split(args.format(**fill))]))  # the case's last
+        words = shlex.split(args.format(**fill))
+        flags = [w for w in words if w == "-m"]  # Hydra's -m before the overrides, the case's own last
+        cases.append((f"vae_lightning.{command}", [*flags, *extra, *[w for w in words if w != "-m"]]))
     cases += [(f"vae_lightning.{command}", ["--help"]) for command in MODULES]
     results = run_commands(*cases)
     return {"bad": results[:len(BAD_INPUTS)], "help": dict(zip(MODULES, results[len(BAD_INPUTS):], strict=True)),

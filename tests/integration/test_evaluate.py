@@ -132,6 +132,15 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
                  "latent_dimensions.png", ".hydra/config.yaml"):
         assert (out / name).is_file(), name
     assert "| sampler | fid | clarity | diversity | probability_entropy | classes_90 |" in result.stdout
+    evaluated, wrote, following = result.stdout.strip().splitlines()[-3:]  # what it evaluated, wrote, and what next
+    last = five_epoch_run / "checkpoints" / "last.ckpt"
+    assert evaluated.startswith(f"evaluated {last} at step ") and f"ckpt_path={five_epoch_run} means its " in evaluated
+    (best,) = (five_epoch_run / "checkpoints").glob("epoch_*.ckpt")
+    assert f"its best by val/elbo is evaluated with ckpt_path={best}" in evaluated
+    assert wrote == (f"wrote {out}: class_frequencies.png, evaluate.log, latent_dimensions.png, metrics.json, "
+                     "per_image.csv, report.md, sample_quality.png")
+    assert following.startswith(f"next: {out / 'report.md'} ") and f"tensorboard --logdir {five_epoch_run}" in following
+    assert wrote in (out / "evaluate.log").read_text()
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
     assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",

@@ -76,3 +76,18 @@ def test_a_failed_download_leaves_no_empty_data_folder(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: mnist not found in "), result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1
     assert not root.exists() and not (tmp_path / "logs" / "train").exists()
+
+
+def test_a_failed_command_removes_the_folders_it_made_and_no_other(mnist_root, tmp_path):
+    """An empty folder that existed before (a user's fresh experiment folder) stays, though the command made its
+    log folder inside it (which changed its modification time); a refused sweep leaves no multirun folder."""
+    mine = tmp_path / "experiment"
+    mine.mkdir()
+    cases = [("vae_lightning.train", [f"data.root={mnist_root}", f"paths.log_dir={mine / 'logs'}", "prior=beta",
+                                      "prior.alpha=-1"]),
+             ("vae_lightning.train", ["-m", f"data.root={mnist_root}", f"paths.log_dir={mine / 'sweep_logs'}",
+                                      "prior=normal,betta", "seed=0,1"])]
+    for module, args in cases:
+        result = run_cli(module, *args)
+        assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr[-2000:]
+        assert mine.is_dir() and list(mine.iterdir()) == [], list(mine.rglob("*"))

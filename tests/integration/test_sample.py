@@ -44,12 +44,14 @@ def test_beta_grid_panels_share_the_samples_noise(trained_run, tmp_path):
     result = run_cli("vae_lightning.beta_grid", f"ckpt_path={trained_run}", "alphas=[1,4]", "betas=[1,2,3]", "n=4",
                      "nrow=2", f"output={out}", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == f"wrote {out}\n"
     # 2 rows x 3 columns of 62-pixel panels: 12-pixel gaps, 24-pixel titles, a 30-pixel heading
     assert png_size(out) == (3 * (62 + 12) + 12, 2 * (62 + 24 + 12) + 30)
     # the Beta(1, 1) panel (row 0, column 0) is the sample command's grid for the same seed and n
     single = tmp_path / "beta_1_1.png"
-    assert run_cli("vae_lightning.sample", f"ckpt_path={trained_run}", "sampler=beta", "n=4", "nrow=2",
-                   f"output={single}", f"paths.log_dir={tmp_path}").returncode == 0
+    sampled = run_cli("vae_lightning.sample", f"ckpt_path={trained_run}", "sampler=beta", "n=4", "nrow=2",
+                      f"output={single}", f"paths.log_dir={tmp_path}")
+    assert sampled.returncode == 0 and sampled.stdout == f"wrote {single}\n", sampled.stderr[-3000:]
     figure, grid = rgb(out), rgb(single)
     assert np.array_equal(figure[54:116, 12:74], grid)
     assert not np.array_equal(figure[54:116, 86:148], grid)  # Beta(1, 2), the next panel

@@ -75,7 +75,10 @@ def test_multirun_writes_one_complete_run_per_job(sweep_2x2):
 
 def test_report_lists_every_job_with_its_metrics(sweep_2x2, capsys):
     report_command.main([str(sweep_2x2)])
-    assert "(4 jobs, 0 failed)" in capsys.readouterr().out
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith("(4 jobs, 0 failed)")
+    files = sorted(p.name for p in sweep_2x2.glob("report*"))  # every file it says it wrote, and no other
+    assert last == f"wrote {', '.join(files)} in {sweep_2x2} (4 jobs, 0 failed)" and "report.md" in files
     recorded = {name: s["metrics"] for name, s in statuses(sweep_2x2).items()}
     with open(sweep_2x2 / "report.csv") as f:
         rows = list(csv.DictReader(f))

@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
@@ -183,3 +184,32 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+# The folders that this process's run or sweep is about to create, deepest first (its output folder and those of
+# its parents that do not exist yet), noted by NewFolders before Hydra makes them: the only folders a failed
+# command removes (cli.discard_output, cli.discard_sweep). `new_sweep`: the multirun folder, when it is new.
+new_folders: list[Path] = []
+new_sweep: Path | None = None
+
+
+class NewFolders(Callback):
+    """Hydra callback: before a run or a multirun, note which of its output folder and its parents do not exist
+    yet (a folder's modification time cannot tell: it changes when a folder is made inside it)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        _note(Path(config.hydra.run.dir), sweep=False)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        _note(Path(config.hydra.sweep.dir), sweep=True)
+
+
+def _note(folder: Path, sweep: bool) -> None:
+    global new_sweep
+    folder = folder.absolute()
+    new_folders.clear()
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        new_folders.append(path)
+    new_sweep = folder if sweep and new_folders else None
