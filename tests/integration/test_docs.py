@@ -126,11 +126,15 @@ def test_site_builds_strict(tmp_path):
 
 
 def test_readme_links_resolve():
-    """README's relative links (GitHub renders them from the repository root) name files that exist."""
+    """README's relative links (GitHub renders them from the repository root) name files that exist inside the
+    repository (a clone has nothing beside it), and it names no file outside it."""
     text = (PROJECT_ROOT / "README.md").read_text()
     targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", t)]
     assert targets, "README links into docs/"
-    assert [t for t in targets if t and not (PROJECT_ROOT / t).exists()] == []
+    root = PROJECT_ROOT.resolve()
+    assert [t for t in targets if t and not ((PROJECT_ROOT / t).exists()
+                                              and (PROJECT_ROOT / t).resolve().is_relative_to(root))] == []
+    assert "../" not in text  # no path above the repository, linked or not
 
 
 @pytest.mark.full  # about 200 Hydra compositions: a minute
