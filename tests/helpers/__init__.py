@@ -5,5 +5,6 @@
   the overrides that make the real config train in seconds, and reading what runs wrote;
 - `models`: tiny models and a brute-force likelihood, independent of the code under test;
 - `real_mnist`: where the real MNIST files are, and the `slow` marker that needs them;
+- `tables`: the markdown tables a command writes, checked as a renderer reads them;
 - `run_commands.py`, `instrumented_train.py`: scripts the tests start as processes.
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.commands import QUICK, evaluate_cfg, evaluate_overrides, only_run, run_cli, tiny_overrides
+from helpers.tables import check_tables
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard.summary import hparams
 
@@ -141,6 +142,7 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
                      "per_image.csv, report.md, sample_quality.png")
     assert following.startswith(f"next: {out / 'report.md'} ") and f"tensorboard --logdir {five_epoch_run}" in following
     assert wrote in (out / "evaluate.log").read_text()
+    assert check_tables((out / "report.md").read_text()) == 3  # likelihood, KL per dimension, sample quality
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
     assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.commands import QUICK, TINY_CLASSIFIER, run_cli, tiny_overrides
+from helpers.tables import check_tables
 
 FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1", "~callbacks.prior_grid"]
@@ -190,6 +191,7 @@ def test_families_are_adjusted_together_and_a_wide_margin_gives_an_equivalence(s
     beta = rows["beta", "test/elbo"]  # one paired seed: no p-value, a family of none
     assert beta["verdict"] == beta["adjusted_verdict"] == "n < 2" and beta["family_size"] == "0"
     text = (out / "report.md").read_text()
+    assert check_tables(text) == 4  # jobs, sample quality, configurations, contrasts
     assert "**equivalent** when the whole interval lies inside" in text and "**inconclusive**" in text
     (line,) = [x for x in text.splitlines() if x.startswith("| gaussian (3) |") and "| test/elbo |" in x]
     assert "| equivalent | " in line and "(holm)" in line and "| ±1000 |" in line

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.commands import run_cli, tiny_overrides
+from helpers.tables import check_tables
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
@@ -91,6 +92,7 @@ def test_report_lists_every_job_with_its_metrics(sweep_2x2, capsys):
     elbos = [float(r["val/elbo"]) for r in rows]
     assert elbos == sorted(elbos, reverse=True)
     table = (sweep_2x2 / "report.md").read_text()
+    assert check_tables(table) == 1
     assert sum(line.startswith("| ") and "completed" in line for line in table.splitlines()) == 4
     assert f"{recorded['0']['val/elbo']:.2f}" in table
     assert (sweep_2x2 / "report.png").stat().st_size > 0
@@ -384,3 +386,21 @@ def test_report_of_a_folder_without_jobs_is_a_clear_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path} has no job folders (<job>/.hydra/config.yaml); "
                                                "give a multirun folder such as logs/train/multiruns/<timestamp>")
+
+
+def test_report_refuses_a_run_folder_and_a_folder_of_separate_runs_and_writes_nothing(evaluated_run, tmp_path):
+    """An evaluated run folder (its eval/ has a .hydra/ too, so it looked like a job) and the folder of runs it
+    lies in are no sweeps: one line each naming what the folder is, exit 2, nothing written anywhere."""
+    runs = Path(shutil.copytree(evaluated_run[0].parent, tmp_path / "runs"))
+    (run,) = runs.iterdir()
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*")}
+    for folder, start in ((run, f"error: {run} is a run folder, not a sweep: report compares the jobs of multirun "
+                                f"folders (logs/train/multiruns/<timestamp>); one run's results: python -m "
+                                f"vae_lightning.evaluate ckpt_path={run}"),
+                          (runs, f"error: {runs} holds separate runs, not a sweep's jobs (no multirun.yaml, no job's "
+                                 "status.json)")):
+        result = run_cli("vae_lightning.report", str(folder))
+        assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(start), line
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*")} == before

@@ -54,7 +54,7 @@ from vae_lightning.evaluation.seed_groups import (
     write_groups_csv,
 )
 from vae_lightning.runs.folders import SEED, configuration, split_override
-from vae_lightning.runs.sweep import job_dirs, read_status
+from vae_lightning.runs.sweep import STATUS_FILE, job_dirs, read_status
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +126,30 @@ def read_job(job: Path, name: str) -> Row:
     return Row(name, job, state, overrides, {**metrics, **evaluation}, problem or status.get("error", ""))
 
 
+def sweep_jobs(folder: Path) -> list[Path]:
+    """The job folders of a multirun folder; a UserError naming what `folder` is when it is not one (a run folder,
+    whose eval/ is no job; a folder of separate runs, none of which a sweep started)."""
+    form = "give a multirun folder such as logs/train/multiruns/<timestamp>"
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder; {form}")
+    if (folder / ".hydra" / "config.yaml").is_file():
+        raise UserError(f"{folder} is a run folder, not a sweep: report compares the jobs of multirun folders "
+                        f"(logs/train/multiruns/<timestamp>); one run's results: python -m vae_lightning.evaluate "
+                        f"ckpt_path={folder}, its curves: tensorboard --logdir {folder}")
+    jobs = job_dirs(folder)
+    if not jobs:
+        raise UserError(f"{folder} has no job folders (<job>/.hydra/config.yaml); {form}")
+    if not (folder / "multirun.yaml").is_file() and not any((job / STATUS_FILE).is_file() for job in jobs):
+        raise UserError(f"{folder} holds separate runs, not a sweep's jobs (no multirun.yaml, no job's "
+                        f"{STATUS_FILE}); {form}, or compare runs in TensorBoard: tensorboard --logdir {folder}")
+    return jobs
+
+
 def collect(sweep_dirs: Sequence[Path]) -> list[Row]:
     """Every job of the multirun folders, with `varying` set to the overrides that tell jobs apart."""
     rows = []
     for sweep_dir in sweep_dirs:
-        if not sweep_dir.is_dir():
-            raise UserError(f"{sweep_dir} is not a folder; give a multirun folder such as "
-                            "logs/train/multiruns/<timestamp>")
-        jobs = job_dirs(sweep_dir)
-        if not jobs:
-            raise UserError(f"{sweep_dir} has no job folders (<job>/.hydra/config.yaml); give a multirun folder "
-                            "such as logs/train/multiruns/<timestamp>")
+        jobs = sweep_jobs(sweep_dir)
         prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
         rows += [read_job(job, prefix + job.name) for job in jobs]
     shared = set.intersection(*(set(r.overrides) for r in rows)) if len(rows) > 1 else set()
