@@ -3,10 +3,12 @@ commands, none of the libraries' chatter), its log file, and TensorBoard runs na
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
-from helpers.commands import run_cli, tiny_overrides
+from helpers.commands import QUICK, evaluate_overrides, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -83,3 +85,29 @@ def test_a_resumed_run_keeps_its_tensorboard_run(headline, mnist_root):
     assert result.stdout.startswith("resuming: ")
     assert [p for p in (run / "tensorboard").iterdir() if p.is_dir()] == [before]
     assert before.name.startswith("prior=beta,prior.alpha=4,prior.beta=3")
+
+
+def test_redirected_output_gets_one_line_per_epoch_and_no_redraws(mnist_root, tmp_path):
+    """stdout is a file here (as in a log, a SLURM job's output, CI): no progress-bar redraws, one line per epoch."""
+    overrides = [o for o in tiny_overrides(mnist_root, tmp_path) if not o.startswith("callbacks.progress_bar.")]
+    result = run_cli("vae_lightning.train", *overrides, *FEW_STEPS, "test=false", "~callbacks.prior_grid",
+                     "trainer.log_every_n_steps=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stdout + result.stderr
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all(re.fullmatch(r"epoch \d/2: loss [\d.]+, kl [\d.]+, w [\d.]+, val elbo -[\d.]+ \([\d.]+ s\)", line)
+               for line in epochs), epochs
+    (run,) = (tmp_path / "train" / "runs").iterdir()
+    assert epochs[-1] in (run / "train.log").read_text()
+
+
+def test_redirected_evaluate_reports_each_stage_in_one_line(trained_run, mnist_root, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))  # evaluate writes into the run folder
+    overrides = [o for o in evaluate_overrides(run, mnist_root, tmp_path / "cache") if o != "progress=false"]
+    result = run_cli("vae_lightning.evaluate", *overrides, *QUICK, "samplers=study", "progress=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stdout + result.stderr
+    stages = [line for line in result.stdout.splitlines() if re.fullmatch(r".+: \d+ of \d+ done in [\d.]+ s", line)]
+    assert [s.split(":")[0] for s in stages if s.startswith(("nll_iwae", "sample quality"))] == [
+        "nll_iwae k=20", "sample quality"]
