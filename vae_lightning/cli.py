@@ -235,8 +235,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
-            text += " (default: %(default)s)"
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "(default" not in text:
+            text += " (default: %(default)s)"  # once: a help that names its default already keeps its own words
         return text
 
 

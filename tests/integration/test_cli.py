@@ -120,6 +120,7 @@ def test_help_names_the_groups_and_examples(outcomes, command):
     assert all(example in text for example in MODULES[command].EXAMPLES)
     assert "Examples:" in text
     assert not re.search(r"vae_lightning/|\.py\b|cached_cuda_check|PYTORCH_NVML|fixed_noise", text)  # user's words
+    assert not re.search(r"\(default: [^)]*\) \(default:", " ".join(text.split()))  # each default said once
 
 
 HELP_PROBE = """
