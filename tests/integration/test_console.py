@@ -65,6 +65,9 @@ def test_a_sweep_jobs_tensorboard_run_is_named_by_its_overrides_and_hparams_reco
     result = run_cli("vae_lightning.train", "-m", *tiny_overrides(mnist_root, logs), *FEW_STEPS, "test=false",
                      "~callbacks.prior_grid", "prior=normal,beta_4_3", "annealing=linear", "seed=7")
     assert result.returncode == 0, result.stderr[-3000:]
+    # each job's one line and result; what to open next once, for the sweep, not five lines for every job
+    assert "next:" not in result.stdout and result.stdout.count("done in ") == 2
+    assert result.stdout.strip().splitlines()[-1].startswith("sweep done: 2 jobs, 0 failed; its report: ")
     (sweep,) = (logs / "train" / "multiruns").iterdir()
     names = sorted(event_folder(job).name for job in sorted(sweep.glob("[0-9]")))
     assert names == ["prior=beta_4_3,seed=7", "prior=normal,seed=7"]

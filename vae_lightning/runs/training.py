@@ -24,7 +24,7 @@ from vae_lightning.core import rng
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import console, slurm, threads, tracking
+from vae_lightning.runs import console, slurm, sweep, threads, tracking
 from vae_lightning.runs.checkpoint import (
     CKPT_PATH,
     STORED_SECTIONS,
@@ -154,7 +154,7 @@ def run_line(output: Path, module: L.LightningModule, annealing: KLAnnealing, cf
 
 
 def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: float, cfg: DictConfig) -> list[str]:
-    """What the run gave and what to do next, with its paths filled in."""
+    """What the run gave and, for a single run, what to do next, with its paths filled in."""
     minutes, rest = divmod(round(seconds), 60)
     took = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     stage = "test" if "test/elbo" in metrics else "val"
@@ -164,6 +164,8 @@ def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: f
         lines[0] += f": {stage} elbo {metrics[f'{stage}/elbo']:.2f} nats per image ({terms})"
     if best:
         lines.append(f"best checkpoint (val/elbo): {shown(best)}")
+    if sweep.in_multirun():  # a sweep's jobs: the sweep's own closing line says what to open next, once
+        return lines
     run = shown(output)
     last = output / "checkpoints" / "last.ckpt"
     lines += ["next:", f"  tensorboard --logdir {run}",
