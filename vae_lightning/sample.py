@@ -2,7 +2,7 @@
 
 The model is rebuilt from the config stored in the checkpoint (a learned prior with its trained
 parameters); `sampler=prior` (the default) draws from it. No dataset is needed, except by the samplers
-fitted to the model (`sampler=aggregate`, `sampler=gmm`), which read the training images from
+fitted to the model (`sampler=aggregate`, `sampler=gmm`, `sampler=flow`), which read the training images from
 `data.root`. For samplers with quantiles the noise is `n` seeded uniforms through the quantile
 function, so two samplers with the same seed show the same quantiles cell by cell. Multirun works as
 usual: `python -m vae_lightning.sample -m ckpt_path=... sampler=beta sampler.alpha=1,1.1,4 sampler.beta=1,2`.
@@ -30,7 +30,7 @@ Draws n latents from a sampler and writes the trained decoder's images as one PN
 prior by default, or any other (sampler=beta sampler.alpha=4 sampler.beta=3). The same seed gives every
 sampler the same draws (quantile by quantile where it can), so two grids compare cell by cell.
 
-Reads    the checkpoint; the samplers fitted to the model (aggregate, gmm) also read the training images
+Reads    the checkpoint; the samplers fitted to the model (aggregate, gmm, flow) also read the training images
          from data.root = {data}  (VAE_DATA_ROOT sets it)
 Writes   output=<file.png>, else {logs}/sample/runs/<timestamp>/<sampler>.png
 """
