@@ -365,6 +365,7 @@ def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callabl
     """One panel per metric: each configuration's mean over seeds with its 95 % interval as an error bar
     (a single seed: a hollow marker without a bar). False when no metric has values."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     shown = [m for m in metrics if any(g.values(m) for g in groups)]
     if not shown:
@@ -384,6 +385,8 @@ def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callabl
                 ax.errorbar([interval.mean], [i], xerr=error, fmt="o", color="C0", capsize=3)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel's tick labels do not run together
+        ax.tick_params(axis="x", labelsize=8)
     axes[0].set_yticks(range(len(groups)), labels, fontsize=7)
     axes[0].invert_yaxis()
     fig.suptitle("mean over seeds with 95 % t interval (hollow: one seed, no interval)", fontsize=10)
