@@ -70,12 +70,12 @@ def test_a_data_root_given_as_the_raw_folder_is_read_from_two_levels_up(mnist_ro
 
 
 def test_a_failed_download_leaves_no_empty_data_folder(tmp_path):
-    root = tmp_path / "empty_root"
+    root = tmp_path / "new" / "empty_root"  # its parent is new too: removed as well
     result = run_cli("vae_lightning.train", f"data.root={root}", f"paths.log_dir={tmp_path / 'logs'}",
                      env={"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
     assert result.returncode == 2 and result.stderr.startswith("error: mnist not found in "), result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not root.exists() and not (tmp_path / "logs" / "train").exists()
+    assert not (tmp_path / "new").exists() and not (tmp_path / "logs" / "train").exists()
 
 
 def test_a_failed_command_removes_the_folders_it_made_and_no_other(mnist_root, tmp_path):

@@ -108,7 +108,7 @@ def locate(root: str | Path, dataset: str = "mnist", download: bool = True) -> P
             "(or set data.root / VAE_DATA_ROOT to a folder that has <Class>/raw/ with them)")
     if not download:
         raise DataError(f"{dataset} not found: missing {missing} in {raw}/ and data.download=false; {hint}")
-    made = [folder for folder in (raw, raw.parent, root) if not folder.exists()]
+    made = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first, parents included
     try:
         DATASETS[dataset](root, train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError per mirror; report them all
