@@ -91,3 +91,26 @@ def test_a_failed_command_removes_the_folders_it_made_and_no_other(mnist_root, t
         result = run_cli(module, *args)
         assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr[-2000:]
         assert mine.is_dir() and list(mine.iterdir()) == [], list(mine.rglob("*"))
+
+
+def test_training_into_a_trained_run_folder_is_refused_unless_overwrite_moves_it_aside(trained_run, mnist_root,
+                                                                                      tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "runs" / "mine"))
+    before = snapshot(run)
+    again = [f"hydra.run.dir={run}", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
+             "trainer.limit_train_batches=2", "test=false", "~callbacks.prior_grid"]
+    refused = run_cli("vae_lightning.train", *again)
+    assert refused.returncode == 2 and refused.stdout == "", refused.stderr[-2000:]
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: hydra.run.dir={run} already holds a trained run (") and (
+        f"resume it with ckpt_path={run / 'checkpoints' / 'last.ckpt'}, train into another folder, or add "
+        "overwrite=true") in line, line
+    assert snapshot(run) == before  # not a byte or a modification time changed
+    assert sorted(p.name for p in run.parent.iterdir()) == ["mine"]
+
+    replaced = run_cli("vae_lightning.train", *again, "overwrite=true")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    (aside,) = run.parent.glob("mine.replaced-*")
+    assert replaced.stdout.startswith(f"overwrite=true: moved the earlier run in {run} aside to {aside}\n")
+    assert snapshot(aside) == before  # the earlier run, whole, beside the new one
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() != before["checkpoints/last.ckpt"][0]

@@ -8,6 +8,7 @@ command's overrides.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
@@ -19,6 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.renames import upgrade_targets
 
@@ -213,3 +215,40 @@ def _note(folder: Path, sweep: bool) -> None:
             break
         new_folders.append(path)
     new_sweep = folder if sweep and new_folders else None
+
+
+class NoOverwrite(Callback):
+    """Hydra callback: before a single training run, refuse a run folder that already holds a trained run
+    (`<folder>/checkpoints/*.ckpt`; e.g. `hydra.run.dir=<run>` again from the shell history) unless `ckpt_path`
+    resumes it, or `overwrite=true` moves it aside to `<folder>.replaced-<timestamp>` first. It acts before Hydra
+    writes anything into the folder, so a refused command leaves the earlier run exactly as it was. (Hydra turns a
+    callback's exception into a warning and goes on, so the refusal ends the command itself: one `error:` line,
+    exit status 2, as the command layer would.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        if config.get("ckpt_path") or "overwrite" not in config:
+            return
+        try:
+            moved = move_aside(Path(config.hydra.run.dir), config.overwrite)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if moved is not None:
+            print(f"overwrite=true: moved the earlier run in {config.hydra.run.dir} aside to {moved}", flush=True)
+
+
+def move_aside(folder: Path, overwrite: object) -> Path | None:
+    """With `overwrite` true, a run folder that holds checkpoints is renamed to `<folder>.replaced-<timestamp>`
+    (returned); without it, a UserError naming the ways forward. None: nothing there to replace."""
+    if not isinstance(overwrite, bool):
+        raise UserError(f"overwrite={overwrite!r} is invalid: must be true or false")
+    checkpoints = sorted(p.name for p in (folder / "checkpoints").glob("*.ckpt")) if folder.is_dir() else []
+    if not checkpoints:
+        return None
+    if not overwrite:
+        raise UserError(f"hydra.run.dir={folder} already holds a trained run ({', '.join(checkpoints)}); resume it "
+                        f"with ckpt_path={folder / 'checkpoints' / 'last.ckpt'}, train into another folder, or add "
+                        f"overwrite=true to move it aside to {folder.name}.replaced-<timestamp> first")
+    aside = folder.with_name(f"{folder.name}.replaced-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}")
+    folder.rename(aside)
+    return aside
