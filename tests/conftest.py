@@ -24,7 +24,15 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
-from helpers.commands import QUICK, evaluate_overrides, only_run, run_cli, tiny_overrides, train_run
+from helpers.commands import (
+    PICTURED_STEPS,
+    QUICK,
+    evaluate_overrides,
+    only_run,
+    run_cli,
+    tiny_overrides,
+    train_run,
+)
 from helpers.data import make_mnist_root
 from hydra.core.hydra_config import HydraConfig
 
@@ -91,7 +99,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"error: the tests wrote into the clone ({PROJECT_ROOT}): " + "; ".join(new),
                                 red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
 
 
 def left_in_home(home: Path) -> list[str]:
@@ -163,17 +170,12 @@ def trained_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return only_run(logs)
 
 
-# a learned prior's or a flow prior's run: 8 steps, its prior and the fitted samplers drawn every epoch
-FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
-             "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"]
-
-
 @pytest.fixture(scope="session")
 def learned_prior_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A MoG(10)-prior run of 8 steps that draws its prior and the fitted samplers every epoch. Shared by the whole
     test run: read it, or copy it to change it."""
     logs = shared_folder(tmp_path_factory, "learned_prior", lambda folder: train_run(
-        mnist_root, folder, "prior=mog", "samplers=study_fitted", *FEW_STEPS))
+        mnist_root, folder, "prior=mog", "samplers=study_fitted", *PICTURED_STEPS))
     return only_run(logs)
 
 
@@ -183,7 +185,7 @@ def flow_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     the flow's learning rate differs from the networks' so that its parameter group shows. Shared by the whole test
     run: read it, or copy it to change it."""
     logs = shared_folder(tmp_path_factory, "flow", lambda folder: train_run(
-        mnist_root, folder, "prior=flow", "prior.lr=3e-4", "samplers=study_fitted", *FEW_STEPS))
+        mnist_root, folder, "prior=flow", "prior.lr=3e-4", "samplers=study_fitted", *PICTURED_STEPS))
     return only_run(logs)
 
 

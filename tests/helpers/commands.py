@@ -21,6 +21,10 @@ HELPERS = Path(__file__).resolve().parent
 # a classifier that learns the synthetic digits (10 noisy templates) in a second
 TINY_CLASSIFIER = ["classifier.model.channels=[4,8]", "classifier.model.features=16", "classifier.epochs=6",
                    "classifier.batch_size=32", "classifier.lr=1e-2", "classifier.min_accuracy=0.9"]
+# a learned prior's or a flow prior's run of 8 steps, its prior and the fitted samplers drawn every epoch (conftest's
+# learned_prior_run and flow_run, and a test that makes the same run again)
+PICTURED_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
+                  "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"]
 # evaluate small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
 QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
 

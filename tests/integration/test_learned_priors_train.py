@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.commands import (
+    PICTURED_STEPS,
     assert_same_weights,
     brief_likelihoods,
     run_cli,
@@ -28,7 +29,7 @@ def mog_runs(learned_prior_run: Path, mnist_root: Path, tmp_path_factory: pytest
     """Two identical runs of a mog model (same seed) that also draw the fitted samplers every epoch: conftest's
     learned_prior_run, and the same run made again."""
     again = train_run(mnist_root, tmp_path_factory.mktemp("mog_again"), "prior=mog", "samplers=study_fitted",
-                      *FEW_STEPS, "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16")
+                      *PICTURED_STEPS)
     return learned_prior_run, again
 
 
