@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,6 +141,35 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint(straight, mnist_root,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not partial.exists()  # removed by the next save of last.ckpt
     assert_same_training(run, straight)
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(straight, mnist_root, tmp_path):
+    """While a run trains (paused at step 20, its last.ckpt of step 15 written), resuming its folder is refused in
+    one line naming the process that writes it; the refused command leaves no trace, the first run ends as if
+    alone, and its folder is free again afterwards (the lock dies with its holder)."""
+    seen = {}
+
+    def resume_meanwhile(process: subprocess.Popen) -> None:
+        (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+        seen["run"], seen["pid"] = run, process.pid
+        seen["second"] = run_cli("vae_lightning.train", f"ckpt_path={run}/checkpoints/last.ckpt", env=ENV)
+        (tmp_path / "paused.go").touch()
+
+    first = run_instrumented([*overrides(mnist_root, tmp_path / "logs"),
+                              "callbacks.last_checkpoint.every_n_train_steps=15"],
+                             {"VAE_TEST_PAUSE_AT_STEP": "20"}, tmp_path / "paused", resume_meanwhile)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run, second = seen["run"], seen["second"]
+    assert second.returncode == 2 and second.stdout == "", second.stderr[-3000:]
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run} is being written by another process (pid {seen['pid']} on "
+                           f"{socket.gethostname()}, since "), line
+    assert "python -m vae_lightning.train " in line and line.endswith("; wait for it to end, or train into another "
+                                                                       "folder")
+    assert not list((run / ".hydra").glob("resume_*"))  # the refused resume left no record of itself
+    assert_same_training(run, straight)
+    again = run_cli("vae_lightning.train", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=5", env=ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):

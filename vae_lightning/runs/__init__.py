@@ -4,7 +4,9 @@
   to resume it, building the model from them, `load_model`; old checkpoints' class names upgraded);
 - `checkpoint_io`: checkpoints written atomically;
 - `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
-  resuming with the run's own config plus the command's overrides;
+  resuming with the run's own config plus the command's overrides; the folders a failed command made (and may
+  remove), and a trained run never replaced unasked (`overwrite=true` moves it aside);
+- `lock`: one writer per run folder (an advisory lock that dies with its process);
 - `slurm`: a run as a SLURM job (Lightning's cluster environment, allocated CPUs, what SLURM did with a
   signalled job, the scheduler checked before a sweep is submitted);
 - `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep, a requeued

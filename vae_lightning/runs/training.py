@@ -10,12 +10,16 @@ This module sits at the top of the library: it puts the callbacks (callbacks/) a
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +38,7 @@ from vae_lightning.runs.checkpoint import (
 )
 from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import apply_overrides, latest_run_config, run_dir_of
+from vae_lightning.runs.lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -109,31 +114,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")  # reads and checks the data files; Lightning's later calls find them loaded
 
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                               plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
-    threads.check_strategy(trainer)
-    output = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(trainer.default_root_dir)
-    console.say("%s: %s", "resuming" if checkpoint is not None else "run", run_line(output, module, annealing, cfg,
-                                                                                      trainer))
+    output = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized()
+                  else cfg.trainer.get("default_root_dir") or Path.cwd())
+    # one writer per run folder (runs/lock.py): the process of global rank 0 holds it (DDP's other ranks run this
+    # function too, in processes of their own)
+    writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
+    with writer if rank_zero_only.rank == 0 else nullcontext():
+        trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
+                                   plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
+        threads.check_strategy(trainer)
+        console.say("%s: %s", "resuming" if checkpoint is not None else "run", run_line(output, module, annealing, cfg,
+                                                                                          trainer))
 
-    with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
-        if cfg.get("train"):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        if cfg.get("test"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if not cfg.get("train"):
-                best = cfg.get("ckpt_path") or ""
-            log.info("Testing %s", best or "the current weights")
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
-                                      cfg.get("seed"))
-    tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
-        console.say("%s", line)
-    return metrics
+        with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
+            if cfg.get("train"):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            if cfg.get("test"):
+                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+                if not cfg.get("train"):
+                    best = cfg.get("ckpt_path") or ""
+                log.info("Testing %s", best or "the current weights")
+                trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+                metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
+                                          cfg.get("seed"))
+        tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
+            console.say("%s", line)
+        return metrics
 
 
 def shown(path: Path | str) -> str:
