@@ -153,6 +153,10 @@ def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(straight, m
         (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
         seen["run"], seen["pid"] = run, process.pid
         seen["second"] = run_cli("vae_lightning.train", f"ckpt_path={run}/checkpoints/last.ckpt", env=ENV)
+        config = (run / ".hydra" / "config.yaml").read_bytes()
+        seen["plain"] = run_cli("vae_lightning.train", f"hydra.run.dir={run}", *overrides(mnist_root, tmp_path / "x"),
+                                env=ENV)  # a new run into the busy folder: refused before Hydra rewrites its config
+        seen["config kept"] = (run / ".hydra" / "config.yaml").read_bytes() == config
         (tmp_path / "paused.go").touch()
 
     first = run_instrumented([*overrides(mnist_root, tmp_path / "logs"),
@@ -167,6 +171,8 @@ def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(straight, m
     assert "python -m vae_lightning.train " in line and line.endswith("; wait for it to end, or train into another "
                                                                        "folder")
     assert not list((run / ".hydra").glob("resume_*"))  # the refused resume left no record of itself
+    plain = seen["plain"]
+    assert plain.returncode == 2 and plain.stderr.strip().splitlines() == [line] and seen["config kept"]
     assert_same_training(run, straight)
     again = run_cli("vae_lightning.train", f"ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=5", env=ENV)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
+from vae_lightning.runs.lock import check_free
 from vae_lightning.runs.renames import upgrade_targets
 
 RESUME_PREFIX = "resume_"
@@ -218,18 +219,20 @@ def _note(folder: Path, sweep: bool) -> None:
 
 
 class NoOverwrite(Callback):
-    """Hydra callback: before a single training run, refuse a run folder that already holds a trained run
-    (`<folder>/checkpoints/*.ckpt`; e.g. `hydra.run.dir=<run>` again from the shell history) unless `ckpt_path`
-    resumes it, or `overwrite=true` moves it aside to `<folder>.replaced-<timestamp>` first. It acts before Hydra
-    writes anything into the folder, so a refused command leaves the earlier run exactly as it was. (Hydra turns a
-    callback's exception into a warning and goes on, so the refusal ends the command itself: one `error:` line,
-    exit status 2, as the command layer would.)"""
+    """Hydra callback: before a single training run, refuse a run folder that another process writes now
+    (runs/lock.py), or that already holds a trained run (`<folder>/checkpoints/*.ckpt`; e.g. `hydra.run.dir=<run>`
+    again from the shell history) unless `ckpt_path` resumes it, or `overwrite=true` moves it aside to
+    `<folder>.replaced-<timestamp>` first. It acts before Hydra writes anything into the folder, so a refused
+    command leaves the earlier run exactly as it was. (Hydra turns a callback's exception into a warning and goes
+    on, so the refusal ends the command itself: one `error:` line, exit status 2, as the command layer would.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
-        if config.get("ckpt_path") or "overwrite" not in config:
-            return
+        folder = Path(config.hydra.run.dir)
         try:
-            moved = move_aside(Path(config.hydra.run.dir), config.overwrite)
+            check_free(folder)  # a folder another process writes (a resume of it too): refused before Hydra writes
+            if config.get("ckpt_path") or "overwrite" not in config:
+                return
+            moved = move_aside(folder, config.overwrite)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -38,8 +38,7 @@ def run_lock(folder: Path, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"{folder} is being written by another process ({holder(fd)}); wait for it to end, "
-                            "or train into another folder") from None
+            raise busy(folder, fd) from None
         except OSError as err:  # a filesystem without locks
             log.warning("%s cannot be locked (%s); training without the one-writer lock", path, err)
             yield
@@ -51,6 +50,28 @@ def run_lock(folder: Path, command: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # and with it the lock
+
+
+def check_free(folder: Path) -> None:
+    """A UserError naming the holder when another process holds the folder's lock now; nothing is written (a
+    command checks this before Hydra writes its config and log into the folder, then takes the lock)."""
+    path = folder / LOCK_FILE
+    if not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a writer's exclusive lock refuses it
+    except BlockingIOError:
+        raise busy(folder, fd) from None
+    except OSError:  # a filesystem without locks: run_lock says so
+        pass
+    finally:
+        os.close(fd)
+
+
+def busy(folder: Path, fd: int) -> UserError:
+    return UserError(f"{folder} is being written by another process ({holder(fd)}); wait for it to end, or train "
+                     "into another folder")
 
 
 def holder(fd: int) -> str:
