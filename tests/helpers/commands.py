@@ -175,9 +175,3 @@ class CommandServer:
             assert self.process.stdin is not None
             self.process.stdin.close()
             self.process.wait(timeout=60)
-
-    def __enter__(self) -> CommandServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -3,8 +3,7 @@ each in its own process, for the price of one interpreter start (tests/helpers/c
 one such server per test process).
 
 One JSON request per input line, one JSON result per output line, for as long as the input is open. A request
-is {"module", "args", "env", "cwd", "timeout"} (or the short form [module, [args...]]); a result is
-{"rc", "stdout", "stderr", "timed_out"}.
+is {"module", "args", "env", "cwd", "timeout"}; a result is {"rc", "stdout", "stderr", "timed_out"}.
 
 This process imports the heavy libraries once (torch, Lightning, Hydra, matplotlib, the library half of the
 package) and runs no torch computation and no thread, so forking is safe. Each command then runs in a forked
@@ -103,10 +102,7 @@ def run(module: str, args: list[str], env: dict[str, str] | None = None, cwd: st
 def serve() -> None:
     """One request per input line, one result per output line, until EOF."""
     for line in sys.stdin:
-        request = json.loads(line)
-        if isinstance(request, list):
-            request = {"module": request[0], "args": request[1]}
-        sys.__stdout__.write(json.dumps(run(**request)) + "\n")
+        sys.__stdout__.write(json.dumps(run(**json.loads(line))) + "\n")
         sys.__stdout__.flush()
 
 
