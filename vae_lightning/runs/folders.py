@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
-from vae_lightning.runs.lock import check_free
+from vae_lightning.runs.lock import check_free, other_rank
 from vae_lightning.runs.renames import upgrade_targets
 
 RESUME_PREFIX = "resume_"
@@ -227,6 +227,8 @@ class NoOverwrite(Callback):
     on, so the refusal ends the command itself: one `error:` line, exit status 2, as the command layer would.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        if other_rank():  # DDP's other processes share rank 0's folder and its lock
+            return
         folder = Path(config.hydra.run.dir)
         try:
             check_free(folder)  # a folder another process writes (a resume of it too): refused before Hydra writes

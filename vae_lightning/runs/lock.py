@@ -25,7 +25,16 @@ from pathlib import Path
 from vae_lightning.core.errors import UserError
 
 LOCK_FILE = ".lock"
+# where a process of a distributed run finds its global rank, in the order Lightning reads them
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 log = logging.getLogger(__name__)
+
+
+def other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a distributed run: DDP's re-launched processes run the
+    command again in the run folder of rank 0, which holds (and checks) its lock for all of them."""
+    value = next((os.environ[name] for name in RANK_VARIABLES if name in os.environ), "0")
+    return value.strip() not in ("", "0")
 
 
 @contextmanager

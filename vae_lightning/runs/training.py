@@ -19,7 +19,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +37,7 @@ from vae_lightning.runs.checkpoint import (
 )
 from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import apply_overrides, latest_run_config, run_dir_of
-from vae_lightning.runs.lock import run_lock
+from vae_lightning.runs.lock import other_rank, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # one writer per run folder (runs/lock.py): the process of global rank 0 holds it (DDP's other ranks run this
     # function too, in processes of their own)
     writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
-    with writer if rank_zero_only.rank == 0 else nullcontext():
+    with nullcontext() if other_rank() else writer:
         trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                                    plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
         threads.check_strategy(trainer)
