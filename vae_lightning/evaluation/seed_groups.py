@@ -314,8 +314,7 @@ def contrasts_markdown(rows: Sequence[ContrastRow]) -> list[str]:
         difference = (f"{c.difference.mean:+.{digits}f}" if c.difference.n < 2 else
                       f"{c.difference.mean:+.{digits}f} [{c.difference.low:+.{digits}f}, "
                       f"{c.difference.high:+.{digits}f}]")
-        mde = c.detectable_effect()
-        needed = c.seeds_needed()
+        mde, needed = c.detectable_effect, c.seeds_needed
         lines.append(f"| {row.family} ({row.family_size}) | {row.label} | {row.metric} | {seeds} | {difference} | "
                      f"{_p_text(c.p)} | {c.verdict} | {_p_text(row.adjusted_p)} ({row.adjustment}) | "
                      f"{row.adjusted_verdict} | {'' if c.margin is None else f'±{c.margin:g}'} | "
@@ -349,16 +348,17 @@ def write_contrasts_csv(rows: Sequence[ContrastRow], path: Path) -> None:
         for row in rows:
             c = row.comparison
             d = c.difference
-
-            def number(value: float | None) -> str:
-                return "" if value is None or math.isnan(value) else repr(value)
-
             writer.writerow([row.family, row.family_size, row.adjustment, str(row.contrast),
                              " ".join(row.treatment.overrides), " ".join(row.baseline.overrides), row.metric,
                              ",".join(map(str, c.seeds)), repr(d.mean), number(d.low), number(d.high), number(c.sd),
                              number(c.p), c.verdict, number(row.adjusted_p), row.adjusted_verdict, number(c.margin),
                              number(c.p_equivalent), number(row.adjusted_p_equivalent),
-                             number(c.detectable_effect()), c.seeds_needed() or ""])
+                             number(c.detectable_effect), c.seeds_needed or ""])
+
+
+def number(value: float | None) -> str:
+    """A CSV cell: the value in full, or empty for none."""
+    return "" if value is None or math.isnan(value) else repr(value)
 
 
 def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callable[[str], bool], path: Path) -> bool:

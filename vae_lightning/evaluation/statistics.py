@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
@@ -109,9 +110,12 @@ class Comparison:
     def verdict(self) -> str:
         return verdict(self.difference, self.margin)
 
+    @cached_property
     def detectable_effect(self) -> float:
+        """The minimum detectable effect at this n (root-finding on the noncentral t: computed once)."""
         return detectable_effect(self.sd, self.difference.n)
 
+    @cached_property
     def seeds_needed(self) -> int | None:
         """Seeds at which the paired t test finds a difference of the margin with 80 % power (None: no margin,
         or no spread measured; MOST_SEEDS + 1: more than MOST_SEEDS)."""
