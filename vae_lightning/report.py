@@ -95,7 +95,12 @@ def contrast_settings(args: Namespace) -> tuple[list[Family], list[str] | None, 
             metrics, adjustment = metrics or listed, adjustment or adjusted
     except UserError as err:
         cli.fail(str(err))
-    return families, metrics, adjustment or "holm"
+    merged: dict[str, Family] = {}  # --contrast flags and a file's plain list are one family, adjusted as one
+    for family in families:
+        seen = merged.get(family.name)
+        merged[family.name] = family if seen is None else Family(
+            family.name, seen.contrasts + family.contrasts, {**seen.margins, **family.margins})
+    return list(merged.values()), metrics, adjustment or "holm"
 
 
 def main(argv: list[str] | None = None) -> None:

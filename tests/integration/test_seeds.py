@@ -197,6 +197,20 @@ def test_families_are_adjusted_together_and_a_wide_margin_gives_an_equivalence(s
     assert "| equivalent | " in line and "(holm)" in line and "| ±1000 |" in line
 
 
+def test_contrast_flags_and_a_files_plain_list_are_one_family(sweeps, tmp_path):
+    spec = tmp_path / "list.yaml"
+    spec.write_text("contrasts: [prior=beta_4_3:normal]\nmetrics: [test/elbo, eval/nll_exact]\n")
+    out = tmp_path / "out"
+    result = run_cli("vae_lightning.report", str(sweeps["two"]), str(sweeps["one"]), "--out", str(out), "--contrast",
+                     "prior=gaussian:normal", "--contrasts", str(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "report_contrasts.csv") as f:
+        rows = list(csv.DictReader(f))
+    # 2 metrics of gaussian - normal (3 paired seeds) and 2 of beta_4_3 - normal (1 seed: no p-value)
+    assert {r["family"] for r in rows} == {"contrasts"} and len(rows) == 4
+    assert {r["family_size"] for r in rows} == {"2"}
+
+
 @pytest.mark.parametrize("text, message", [
     ("families: {a: {contrasts: []}}", "families.a names no contrast"),
     ("families: {a: {contrasts: [prior=gaussian:normal], margins: {test/elbo: -1}}}",
