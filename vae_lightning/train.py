@@ -23,6 +23,8 @@ python -m vae_lightning.train [group=option ...] [key=value ...]      (-m: a swe
 Trains a VAE on MNIST and tests its best checkpoint: the study's 2-D MLP with an N(0, 1) prior unless
 you choose otherwise (prior=beta prior.alpha=4 prior.beta=3, annealing=linear, model=conv, ...).
 With ckpt_path=<run>/checkpoints/last.ckpt it resumes that run in its own folder with its own settings.
+With 'seeds=[0,1,2,3]' it trains the configuration at each seed in one process, as one stacked model, one
+run folder per member (<run>/seed_<s>/).
 
 Reads    MNIST from data.root = {data}  (VAE_DATA_ROOT sets it; the files are <root>/MNIST/raw/*.gz)
 Writes   {logs}/train/runs/<timestamp>/  (paths.log_dir or VAE_LOG_DIR sets the folder;
@@ -34,6 +36,7 @@ EXAMPLES = (
     "python -m vae_lightning.train prior=beta prior.alpha=4 prior.beta=3 annealing=linear trainer.max_epochs=30",
     "python -m vae_lightning.train experiment=study data.root=/data/mnist",
     "python -m vae_lightning.train -m prior=normal,gaussian,beta seed=1,2,3",
+    "python -m vae_lightning.train prior=mog 'seeds=[0,1,2,3,4,5,6,7]'",
     f"python -m vae_lightning.train ckpt_path={cli.EXAMPLE_RUN}/checkpoints/last.ckpt trainer.max_epochs=40",
 )
 
@@ -41,12 +44,12 @@ EXAMPLES = (
 def main(cfg: DictConfig) -> float | None:
     """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
     from vae_lightning.runs import sweep
-    from vae_lightning.runs.training import resume_config, train
+    from vae_lightning.runs.training import resume_config, train_any
 
     if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
-        metrics = sweep.run_job(lambda: train(sweep.continue_own_checkpoint(resume_config(cfg))))
+        metrics = sweep.run_job(lambda: train_any(sweep.continue_own_checkpoint(resume_config(cfg))))
         return sweep.optimized_value(metrics, cfg.get("optimized_metric"))
-    metrics = cli.run_task(lambda: train(resume_config(cfg)))
+    metrics = cli.run_task(lambda: train_any(resume_config(cfg)))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -68,7 +68,12 @@ class NonFiniteGuard(Callback):
         if bool(finite.all()):
             return
         step, epoch, batch_idx, kl_weight, outputs = pending[int((~finite).nonzero()[0])]
-        terms = ", ".join(f"{k}={float(v):.6g}" for k, v in outputs.items())
+        terms = ", ".join(f"{k}={float(v):.6g}" for k, v in outputs.items() if not k.startswith("member_"))
+        if "member_loss" in outputs:  # a K-member run (model/members.py): name the members; all of them stop
+            seeds = outputs.get("member_seeds", torch.arange(len(outputs["member_loss"])))
+            losses = outputs["member_loss"]
+            bad = [str(int(s)) for s, loss in zip(seeds, losses, strict=True) if not torch.isfinite(loss)]
+            terms += f" (the member{'s' if len(bad) > 1 else ''} at seed {', '.join(bad)}; every member stops)"
         raise NonFiniteError(
             f"non-finite training loss at step {step} (epoch {epoch}, batch {batch_idx}): {terms}, "
             f"kl_weight={kl_weight:.6g}; training stopped, no checkpoint written after the previous one")

@@ -71,6 +71,32 @@ class EpochShuffle(Sampler[int]):
         self._resume = (state["epoch"], state["consumed"])
 
 
+class MemberShuffle(EpochShuffle):
+    """The orders of K members trained as one (model/members.py), interleaved batch by batch: batch j of the
+    loader is member 0's batch j, then member 1's, ..., each member's order that of `EpochShuffle` with its own
+    shuffle seed (so a member sees the batches a single run at its seed sees). With a loader batch of
+    K x batch_size indices every loader batch holds one batch per member (the last ones equally short); the data
+    module splits it into [K, B, ...]. `consumed` counts indices over all members, as `EpochShuffle` does."""
+
+    def __init__(self, n: int, seeds: list[int], batch_size: int) -> None:
+        super().__init__(n, seeds[0])
+        self.seeds, self.batch_size = list(seeds), batch_size
+
+    def __len__(self) -> int:
+        return self.n * len(self.seeds)
+
+    def __iter__(self) -> Iterator[int]:
+        orders = torch.stack([torch.randperm(self.n, generator=torch.Generator().manual_seed(seed + self.epoch))
+                              for seed in self.seeds])  # [K, n]
+        batches = orders.split(self.batch_size, dim=1)
+        order = torch.cat([batch.reshape(-1) for batch in batches]).tolist()
+        resume, self._resume = self._resume, None
+        self.consumed = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        for index in order[self.consumed:]:
+            self.consumed += 1
+            yield index
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader that Lightning saves in checkpoints and restores on resume (it has
     `state_dict` / `load_state_dict`): the position of its `EpochShuffle` within the epoch.

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from vae_lightning.core.checks import COUNT, one_of
-from vae_lightning.data.batches import EpochShuffle, InMemoryBatches, ResumableLoader, whole_batch
+from vae_lightning.data.batches import EpochShuffle, InMemoryBatches, MemberShuffle, ResumableLoader, whole_batch
 from vae_lightning.data.files import DATASETS, DataError, load_split, locate
 
 BINARIZE = ("none", "dynamic")
@@ -52,6 +52,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.binarize = binarize
         self.splits: dict[str, InMemoryBatches] = {}
         self._fit_images: Tensor | None = None  # see fit_images
+        # K members trained as one (runs/members.py): their shuffle seeds; training batches are then [K, B, ...]
+        self.member_shuffle_seeds: list[int] | None = None
 
     def prepare_data(self) -> None:
         locate(self.root, self.dataset, self.download)
@@ -91,6 +93,11 @@ class MNISTDataModule(L.LightningDataModule):
     # binarization noise of a resumed run (it starts its epochs' loaders at other moments).
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]
+        seeds = self.member_shuffle_seeds
+        if seeds:
+            sampler = MemberShuffle(len(data), seeds, self.batch_size)
+            return ResumableLoader(data, batch_size=self.batch_size * len(seeds), sampler=sampler,
+                                   collate_fn=whole_batch, generator=torch.Generator())
         return ResumableLoader(data, batch_size=self.batch_size, sampler=EpochShuffle(len(data), self.shuffle_seed),
                                collate_fn=whole_batch, generator=torch.Generator())
 
@@ -103,9 +110,14 @@ class MNISTDataModule(L.LightningDataModule):
                           generator=torch.Generator())
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        """uint8 [B, 28, 28] -> float [B, 1, 28, 28] in [0, 1] on the device (dynamic draw in training)."""
+        """uint8 [B, 28, 28] -> float [B, 1, 28, 28] in [0, 1] on the device (dynamic draw in training); a training
+        batch of K members -> [K, B, 1, 28, 28] (labels [K, B])."""
         images, labels = batch
         x = images.unsqueeze(1).float().div_(255)
-        if self.binarize == "dynamic" and self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        if self.binarize == "dynamic" and training:
             x = torch.bernoulli(x)
+        if self.member_shuffle_seeds and training:
+            k = len(self.member_shuffle_seeds)
+            x, labels = x.unflatten(0, (k, -1)), labels.unflatten(0, (k, -1))
         return x, labels

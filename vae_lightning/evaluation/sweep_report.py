@@ -54,7 +54,7 @@ from vae_lightning.evaluation.seed_groups import (
     write_groups_csv,
 )
 from vae_lightning.runs.folders import SEED, configuration, split_override
-from vae_lightning.runs.sweep import STATUS_FILE, job_dirs, read_status
+from vae_lightning.runs.sweep import STATUS_FILE, job_dirs, member_dirs, read_status
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ def sweep_jobs(folder: Path) -> list[Path]:
     form = "give a multirun folder such as logs/train/multiruns/<timestamp>"
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; {form}")
+    if member_dirs(folder):  # one run of K members: a report over its members, as over a sweep of seeds
+        return member_dirs(folder)
     if (folder / ".hydra" / "config.yaml").is_file():
         raise UserError(f"{folder} is a run folder, not a sweep: report compares the jobs of multirun folders "
                         f"(logs/train/multiruns/<timestamp>); one run's results: python -m vae_lightning.evaluate "
@@ -151,7 +153,7 @@ def collect(sweep_dirs: Sequence[Path]) -> list[Row]:
     for sweep_dir in sweep_dirs:
         jobs = sweep_jobs(sweep_dir)
         prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
-        rows += [read_job(job, prefix + job.name) for job in jobs]
+        rows += [read_job(job, prefix + job.relative_to(sweep_dir).as_posix()) for job in jobs]
     shared = set.intersection(*(set(r.overrides) for r in rows)) if len(rows) > 1 else set()
     for row in rows:  # what tells jobs apart: not where they were written (seed_groups.NOT_CONFIGURATION)
         kept = set(configuration(row.overrides))

@@ -66,10 +66,16 @@ class VAEModule(L.LightningModule):
     def loss_parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-image reconstruction [B] and KL(q(z|x) || p(z)) in the prior's groups [B, G], in nats (per
         dimension where the KL is analytic, else log q(z|x) - log p(z) at the same draw z that is decoded)."""
-        q = self.encode(x)
-        z = self.prior.rsample_posterior(q)
+        params = self.encoder(x)
+        z = self.prior.rsample_posterior(self.prior.posterior(params))
+        return self.loss_at(x, params, z)
+
+    def loss_at(self, x: Tensor, params: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """`loss_parts` given the encoder's output `params` and the posterior draw `z`: everything of the loss but
+        the random draw. Deterministic, so that model/members.py can map it over stacked members with `vmap`
+        (torch's samplers cannot run inside it)."""
         recon = -self.likelihood.log_prob(self.decoder(z), x)
-        return recon, self.prior.kl_terms(q, z)
+        return recon, self.prior.kl_terms(self.prior.posterior(params), z)
 
     def loss_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-image reconstruction [B] and KL [B], in nats."""

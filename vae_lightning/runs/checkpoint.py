@@ -29,6 +29,9 @@ from vae_lightning.runs.renames import upgrade_targets
 
 # Where a checkpoint keeps its config sections
 CHECKPOINT_KEY = "vae_lightning"
+# Where the checkpoints of a K-member run (runs/members.py) say so: a member's {"seed", "seeds", "run"}, the
+# stacked checkpoint's {"seeds"}
+MEMBERS_KEY = "vae_lightning_members"
 # Config sections that define what a checkpoint is; stored in it by RunConfig
 STORED_SECTIONS = ("model", "prior", "likelihood", "annealing", "data")
 # Config keys a checkpoint must agree with to be resumed: they define its weights and what they mean
@@ -98,14 +101,37 @@ def _select(tree: dict[str, Any], dotted: str) -> Any:
     return tree
 
 
-def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path) -> None:
-    """Raise UserError when the checkpoint's model, prior or likelihood differs from the requested config."""
+def check_compatible(checkpoint: dict[str, Any], config: dict[str, Any], ckpt_path: str | Path,
+                     seeds: list[int] | None = None) -> None:
+    """Raise UserError when the checkpoint's model, prior or likelihood differs from the requested config, or it was
+    trained as something else than it is resumed as (`check_members`: a single run, or the members `seeds`)."""
+    check_members(checkpoint, seeds, ckpt_path)
     stored = checkpoint[CHECKPOINT_KEY]
     diffs = [d for key in MUST_MATCH for d in _differences(_select(stored, key), _select(config, key), key)]
     if diffs:
         raise UserError(f"ckpt_path={str(ckpt_path)!r} was trained with another model/prior/likelihood/schedule than "
                         f"requested: {'; '.join(diffs)}. Drop those overrides to resume it, or train a new run without "
                         "ckpt_path")
+
+
+def check_members(checkpoint: dict[str, Any], seeds: list[int] | None, ckpt_path: str | Path) -> None:
+    """A checkpoint resumes as what it was trained as: a single run without `seeds`, the stacked checkpoint of a
+    K-member run (runs/members.py) with its own `seeds`; a member's checkpoint does not resume alone."""
+    members = checkpoint.get(MEMBERS_KEY) or {}
+    if "seed" in members:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} is the member at seed {members['seed']} of a run of "
+                        f"{len(members['seeds'])} members; resume all of them with "
+                        f"ckpt_path={Path(members['run']) / 'checkpoints' / 'last.ckpt'}")
+    stored = members.get("seeds")
+    if seeds is None and stored is not None:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} is the stacked checkpoint of a run of members (seeds "
+                        f"{', '.join(map(str, stored))}); resume it with its own seeds (drop seeds=null)")
+    if seeds is not None and stored is None:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} is a single run's checkpoint, not a run of members; resume "
+                        "it without seeds=[...]")
+    if seeds is not None and list(stored) != list(seeds):
+        raise UserError(f"seeds={list(seeds)} differs from the checkpoint's members {list(stored)}; resume with the "
+                        "checkpoint's own list (drop the seeds override), or train a new run")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -133,6 +159,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAEModul
 
 def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
     """The trained VAE of a loaded checkpoint (see `load_checkpoint`), in eval mode on the CPU."""
+    members = checkpoint.get(MEMBERS_KEY)
+    if members is not None and "seed" not in members:
+        raise UserError(f"this is the stacked checkpoint of a run of {len(members['seeds'])} members (seeds "
+                        f"{', '.join(map(str, members['seeds']))}); give one member's folder, <run>/seed_<s>")
     try:
         module = build_module(checkpoint[CHECKPOINT_KEY])
         module.load_state_dict(checkpoint["state_dict"])

@@ -69,10 +69,21 @@ def read_status(job_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _number_order(path: Path) -> tuple[bool, int, str]:
+    digits = path.name.removeprefix("seed_")
+    return not digits.isdigit(), int(digits) if digits.isdigit() else 0, path.name
+
+
+def member_dirs(run: Path) -> list[Path]:
+    """The member folders `<run>/seed_<s>/` of a K-member run (runs/members.py), by seed; [] for any other folder."""
+    return sorted((p for p in run.glob("seed_*") if (p / ".hydra" / "config.yaml").is_file()), key=_number_order)
+
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The job folders of a multirun folder (those with a Hydra config), in job-number order."""
-    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()]
-    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    """The job folders of a multirun folder (those with a Hydra config), in job-number order; a job that trained
+    K members stands for its member folders, each a run of its own."""
+    jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()), key=_number_order)
+    return [run for job in jobs for run in (member_dirs(job) or [job])]
 
 
 def job_dir() -> Path:
