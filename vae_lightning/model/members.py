@@ -74,9 +74,9 @@ class MemberStack(L.LightningModule):
             shapes = {n: p.shape for n, p in member.named_parameters()}
             if shapes != {n: p.shape for n, p in template.named_parameters()}:
                 raise ValueError("members of one stack must have the same parameters")
-        self.stacked = nn.ParameterDict({
-            _key(name): nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in members]))
-            for name in self._names})
+        self.stacked = nn.ParameterDict()  # in the members' parameter order (a dict argument would be sorted)
+        for name in self._names:
+            self.stacked[_key(name)] = nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in members]))
         self._relink()
         self.kl_weight = 1.0
         self.free_bits, self.latent_dim = template.free_bits, template.latent_dim
@@ -213,7 +213,7 @@ class MemberStack(L.LightningModule):
         template = self.template
         lr = template.prior.learning_rate
         if lr is None:
-            return template.optimizer_factory(self.stacked.values())
+            return template.optimizer_factory(list(self.parameters_by_name().values()))
         own = [self.stacked[_key(n)] for n in self._names if n.startswith("prior.")]
         rest = [self.stacked[_key(n)] for n in self._names if not n.startswith("prior.")]
         return template.optimizer_factory([{"params": rest}, {"params": own, "lr": lr}])

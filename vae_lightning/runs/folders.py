@@ -70,7 +70,11 @@ def run_label(output_dir: str) -> str:
         return ""
     overrides = [str(o) for o in OmegaConf.load(overrides_file)]
     seed = [o for o in overrides if split_override(o)[0] == SEED]
-    swept = swept_keys(run.parent / "multirun.yaml")
+    # a sweep job's, or a member's of a K-member sweep job (<sweep>/<job>/seed_<s>: runs/members.py)
+    sweep_file = run.parent / "multirun.yaml"
+    if not sweep_file.is_file() and (run.parent / ".hydra").is_dir():
+        sweep_file = run.parent.parent / "multirun.yaml"
+    swept = swept_keys(sweep_file)
     kept = [o for o in configuration(overrides) if swept is None or split_override(o)[0] in swept] + seed
     prior = sorted((o for o in kept if split_override(o)[0] == "prior" or split_override(o)[0].startswith("prior.")),
                    key=lambda o: split_override(o)[0] != "prior")
