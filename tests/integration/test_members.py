@@ -122,7 +122,8 @@ def test_a_resumed_k_member_run_ends_bit_identical_to_an_uninterrupted_one(mnist
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.startswith("resuming: ")
     for seed in (2, 0):
-        ours, theirs = (state(r / f"seed_{seed}" / "checkpoints" / "last.ckpt") for r in (run, only_run(tmp_path / "a")))
+        ours, theirs = (state(folder / f"seed_{seed}" / "checkpoints" / "last.ckpt")
+                        for folder in (run, only_run(tmp_path / "a")))
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), seed
         assert len((run / f"seed_{seed}" / "train.log").read_text().splitlines()) == 3
 

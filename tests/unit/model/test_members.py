@@ -17,8 +17,9 @@ from vae_lightning.runs.checkpoint import build_module
 SEEDS = [0, 5, 9]
 # every network family and every kind of prior: analytic KL (normal, beta), mixtures, the VampPrior (the prior
 # calls the encoder), a flow, and free bits
-CASES = [("mlp", "normal", ()), ("mlp", "beta", ()), ("mlp", "mog", ()), ("gated", "vamp", ("prior.n_pseudo_inputs=7",)),
-         ("conv", "normal", ("model.free_bits=0.5",)), ("mlp", "flow", ())]
+CASES = [("mlp", "normal", ()), ("mlp", "beta", ()), ("mlp", "mog", ()),
+         ("gated", "vamp", ("prior.n_pseudo_inputs=7",)), ("conv", "normal", ("model.free_bits=0.5",)),
+         ("mlp", "flow", ())]
 
 
 def stack_of(model: str, prior: str, *overrides: str, seeds: list[int] = SEEDS) -> MemberStack:
