@@ -22,6 +22,14 @@ bare loop is the Bernoulli likelihood with the N(0, I) prior, the defaults.
 `--breakdown` adds two more versions of (a), to show what its time is spent on: without the
 prior-grid callback, and Lightning alone (no callbacks, logger, progress bar or checkpoints).
 
+`--members 1,2,4,8,16` adds what a seed costs: epochs of K-member runs (`train 'seeds=[...]'`, K seeds of one
+configuration as one stacked model, runs/members.py) on all the process's threads, alternating with the baseline
+the study trained its seeds with (two single runs side by side, one thread each, in two fresh processes), as
+seconds per seed-epoch, and one line `per-seed cost at K=8 vs baseline: <ratio>` (the largest K when 8 is not
+among them). `--evaluate-cost` trains one single run at one thread and evaluates it at the study's settings
+(iwae.k=100, n_samples=10000, samplers=study_fitted, all test images, one thread), and prints
+`evaluate vs train, one study job: <ratio>`: evaluation seconds over 20 epochs' training seconds.
+
 Device: (b), (c) and the throughput run where (a)'s Trainer runs: on the GPU under `trainer.accelerator=gpu`
 (or `auto` with CUDA present), with (b)'s images moved there once and (c)'s batches moved per step, as a
 conventional loop does; a GPU epoch ends with a synchronisation, so its time is the kernels' too.
@@ -29,6 +37,7 @@ conventional loop does; a GPU epoch ends with a synchronisation, so its time is 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import statistics
@@ -36,6 +45,7 @@ import sys
 import tempfile
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 from vae_lightning import cli
 
@@ -52,6 +62,7 @@ EXAMPLES = (
     "python -m vae_lightning.bench --epochs 5 --repeats 3 data.root=/data/mnist",
     "python -m vae_lightning.bench --breakdown --iwae-images 0",
     "python -m vae_lightning.bench --repeats 1 data.batch_size=256 trainer.accelerator=cpu",
+    "python -m vae_lightning.bench --members 1,2,4,8,16 --evaluate-cost --iwae-images 0",
 )
 VARIANTS = ("a", "b", "c")
 BREAKDOWN = ("a_no_grid", "a_lightning")  # (a) without the prior grids, (a) as Lightning alone
@@ -68,9 +79,26 @@ def argument_parser() -> cli.ArgumentParser:
                         help="also time (a) without the prior grids and Lightning alone")
     parser.add_argument("--iwae-images", type=int, default=500,
                         help="images for the IWAE k=1000 throughput (0: skip it)")
+    parser.add_argument("--members", type=members_list, default=None, metavar="K,...",
+                        help="also time K-member runs (seeds as one stacked model) against single runs two at a "
+                             "time, e.g. 1,2,4,8,16")
+    parser.add_argument("--evaluate-cost", action="store_true",
+                        help="also time one study job's evaluation against its training (minutes)")
     parser.add_argument("--only", choices=VARIANTS, help="run one variant and print its peak memory as JSON")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config, e.g. data.root=...")
     return parser
+
+
+def members_list(text: str) -> list[int]:
+    """--members: member counts, each an integer >= 1."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: must be member counts >= 1 separated by commas, "
+                                         "e.g. 1,2,4,8")
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +117,15 @@ def benchmark(args: Namespace) -> None:
 
     import torch
 
-    from vae_lightning.runs.benchmark import NAMES, Bench, peak_memory_mb, peak_memory_since_reset, reset_peak_memory
+    from vae_lightning.runs.benchmark import (
+        NAMES,
+        STUDY_EPOCHS,
+        Bench,
+        peak_memory_mb,
+        peak_memory_since_reset,
+        reset_peak_memory,
+        study_evaluation_seconds,
+    )
 
     # Lightning's own messages (devices found, seed, tips) would bury the table; its loggers are set up
     # when it is first imported (just above), so they are quietened afterwards
@@ -100,8 +136,8 @@ def benchmark(args: Namespace) -> None:
         bench = Bench(args.overrides, Path(tmp))
         if args.only:
             reset = reset_peak_memory()
-            bench.run(args.only, args.epochs)
-            print(json.dumps({"peak_rss_mb": peak_memory_since_reset(reset)}))
+            epochs = bench.run(args.only, args.epochs)
+            print(json.dumps({"peak_rss_mb": peak_memory_since_reset(reset), "epoch_s": statistics.fmean(epochs)}))
             return
         times: dict[str, list[float]] = {v: [] for v in variants}
         for repeat in range(args.repeats):
@@ -109,6 +145,8 @@ def benchmark(args: Namespace) -> None:
                 times[variant].append(statistics.fmean(bench.run(variant, args.epochs)))
                 print(f"run {repeat + 1}/{args.repeats} {NAMES[variant]}: {times[variant][-1]:.2f} s per epoch",
                       file=sys.stderr)
+        per_seed = per_seed_costs(bench, args) if args.members else None
+        evaluation = study_evaluation_seconds(bench, args.epochs, []) if args.evaluate_cost else None
         throughput = bench.eval_throughput(args.iwae_images)
     n_train = len(bench.train_images)
     median = {v: statistics.median(t) for v, t in times.items()}
@@ -125,8 +163,48 @@ def benchmark(args: Namespace) -> None:
     print(f"(c)/(a) epoch time: {median['c'] / median['a']:.3f}   (target >= 1.6)")
     for name, rate in throughput.items():
         print(f"{name} throughput: {rate:.0f} images/s")
+    if per_seed is not None:
+        print_per_seed(*per_seed, args)
+    if evaluation is not None:
+        eval_s, epoch_s = evaluation
+        print(f"one study job at one thread: evaluate {eval_s:.0f} s, training {STUDY_EPOCHS} x {epoch_s:.1f} s = "
+              f"{STUDY_EPOCHS * epoch_s:.0f} s")
+        print(f"evaluate vs train, one study job: {eval_s / (STUDY_EPOCHS * epoch_s):.2f}   (target <= 1)")
     if not all(math.isfinite(m) for m in median.values()):
         raise SystemExit("a variant produced no timing")
+
+
+def per_seed_costs(bench: Any, args: Namespace) -> tuple[list[float], dict[int, list[float]]]:
+    """Per-seed seconds per epoch of the baseline (two single runs side by side, one thread each) and of each K,
+    alternating `--repeats` times."""
+    from vae_lightning.runs.benchmark import baseline_epoch_seconds, member_epoch_seconds
+
+    baseline: list[float] = []
+    members: dict[int, list[float]] = {k: [] for k in args.members}
+    for repeat in range(args.repeats):
+        pair = baseline_epoch_seconds(args.epochs, args.overrides)
+        baseline.append(statistics.fmean(pair) / 2)
+        print(f"run {repeat + 1}/{args.repeats} baseline (2 single runs, 1 thread each): "
+              f"{baseline[-1]:.2f} s per seed-epoch", file=sys.stderr)
+        for k in args.members:
+            members[k].append(member_epoch_seconds(bench, k, args.epochs) / k)
+            print(f"run {repeat + 1}/{args.repeats} K={k} members: {members[k][-1]:.2f} s per seed-epoch",
+                  file=sys.stderr)
+    return baseline, members
+
+
+def print_per_seed(baseline: list[float], members: dict[int, list[float]], args: Namespace) -> None:
+    import torch
+
+    base = statistics.median(baseline)
+    print(f"\nper-seed cost (seconds per seed-epoch, median of {args.repeats} runs): K-member runs on "
+          f"{torch.get_num_threads()} threads against the baseline, single runs two at a time, one thread each")
+    print(f"{'runs':28} {'s per seed-epoch':>17} {'vs baseline':>12}")
+    print(f"{'baseline (2 single runs)':28} {base:17.2f} {1.0:12.3f}")
+    for k, times in members.items():
+        print(f"{f'K={k} members':28} {statistics.median(times):17.2f} {statistics.median(times) / base:12.3f}")
+    k = 8 if 8 in members else max(members)
+    print(f"per-seed cost at K={k} vs baseline: {statistics.median(members[k]) / base:.3f}   (target <= 0.5)")
 
 if __name__ == "__main__":
     main()

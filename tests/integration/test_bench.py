@@ -59,3 +59,23 @@ def test_benchmark_runs_end_to_end_and_prints_ratios(mnist_root, tmp_path):
 def test_the_bare_loops_run_where_the_trainer_runs(accelerator, device):
     """(b), (c) and the throughput follow `trainer.accelerator`: a GPU (a) against a CPU (b) would be no ratio."""
     assert trainer_device(OmegaConf.create({"trainer": {"accelerator": accelerator}})).type == device
+
+
+@pytest.mark.full
+def test_the_per_seed_view_times_member_runs_against_two_single_runs(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.bench", "--epochs", "1", "--repeats", "1", "--iwae-images", "0", "--members", "1,2",
+                     *tiny_overrides(mnist_root, tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert re.search(r"baseline \(2 single runs\)\s+[\d.]+\s+1\.000", out), out
+    for k in (1, 2):
+        assert re.search(rf"K={k} members\s+[\d.]+\s+[\d.]+", out), out
+    assert re.search(r"per-seed cost at K=2 vs baseline: \d+\.\d+", out), out
+    assert "run 1/1 baseline (2 single runs, 1 thread each)" in result.stderr
+
+
+def test_a_bad_member_count_is_one_line(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.bench", "--members", "4,0", *tiny_overrides(mnist_root, tmp_path))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: argument --members: '4,0' is invalid: must be member counts >= 1 "
+                                    "separated by commas, e.g. 1,2,4,8; see python -m vae_lightning.bench --help")

@@ -35,7 +35,7 @@ from vae_lightning.evaluation.likelihood import iwae_log_likelihood
 from vae_lightning.runs.checkpoint import build_module
 from vae_lightning.runs.folders import CONF_DIR, compose_config
 from vae_lightning.runs.threads import cached_cuda_check
-from vae_lightning.runs.training import train
+from vae_lightning.runs.training import train, train_any
 
 NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline",
          "a_no_grid": "(a) without prior_grid", "a_lightning": "(a) Lightning alone"}
@@ -124,6 +124,7 @@ class Bench:
         self.train_images, self.val_images = dm.splits["train"].images, dm.splits["val"].images
         self.batch_size, self.seed, self.datamodule = dm.batch_size, cfg.seed, dm
         self.device = trainer_device(cfg)
+        self.threads = torch.get_num_threads()
 
     @cached_property
     def torchvision_splits(self) -> tuple[Subset, Subset]:
@@ -198,6 +199,59 @@ class Bench:
                 _synchronize(device)
                 rates["IWAE k=1000"] = len(x) / (time.perf_counter() - start)
         return rates
+
+
+# The study's evaluation (docs/results/study.md): what `evaluate vs train, one study job` evaluates with
+STUDY_EVALUATION = ["iwae.k=100", "n_samples=10000", "samplers=study_fitted", "progress=false", "threads=1"]
+STUDY_EPOCHS = 20
+
+
+def member_epoch_seconds(bench: Bench, k: int, epochs: int) -> float:
+    """Mean epoch time of a K-member run (seeds 0..K-1, runs/members.py) of the bench's config, in this process."""
+    cfg = bench.config()
+    with open_dict(cfg):
+        cfg.seeds, cfg.trainer.max_epochs = list(range(k)), epochs
+    EpochTimer.durations = []
+    train_any(cfg)
+    return sum(EpochTimer.durations) / len(EpochTimer.durations)
+
+
+def baseline_epoch_seconds(epochs: int, overrides: list[str]) -> list[float]:
+    """The study's way to train seeds: single runs two at a time, one thread each. Two fresh processes run variant
+    (a) side by side with threads=1; returns each one's mean epoch time."""
+    command = [sys.executable, "-m", "vae_lightning.bench", "--only", "a", "--epochs", str(epochs), "--repeats", "1",
+               *overrides, "threads=1"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate() for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"the baseline's single run failed: {err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1])["epoch_s"] for out, _ in outputs]
+
+
+def study_evaluation_seconds(bench: Bench, epochs: int, extra: list[str]) -> tuple[float, float]:
+    """(seconds of one thread to evaluate a study job at the study's settings, seconds of one thread per training
+    epoch of that job): a single run of `epochs` epochs trained here at one thread, then evaluated as the study's
+    report evaluates a job."""
+    from vae_lightning.evaluation.pipeline import evaluate_checkpoint
+
+    torch.set_num_threads(1)
+    try:
+        cfg = bench.config()
+        with open_dict(cfg):
+            cfg.trainer.max_epochs, cfg.threads = epochs, 1
+        EpochTimer.durations = []
+        train(cfg)
+        epoch_s = sum(EpochTimer.durations) / len(EpochTimer.durations)
+        run = Path(cfg.trainer.default_root_dir)
+        eval_cfg = compose_config("evaluate", [f"ckpt_path={run}", f"data.root={bench.datamodule.root}",
+                                               *STUDY_EVALUATION, *extra], run / "eval")
+        start = time.perf_counter()
+        evaluate_checkpoint(eval_cfg)
+        return time.perf_counter() - start, epoch_s
+    finally:
+        torch.set_num_threads(bench.threads)
 
 
 def reset_peak_memory() -> bool:

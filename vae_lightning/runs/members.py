@@ -68,7 +68,8 @@ log = logging.getLogger(__name__)
 # The per-run callbacks a K-member run replaces (their pictures and diagnostics are per model: each member gets
 # its final sample grid and reconstructions instead; `sample`/`evaluate` on a member make the rest)
 REPLACED_CALLBACKS = ("prior_grid", "diagnostics", "model_checkpoint")
-KEPT_CALLBACKS = ("last_checkpoint", "progress_bar")
+# Callbacks that never look inside the model (checkpoint timing and signals, the bar, the benchmark's clock): kept
+KEPT_CALLBACKS = ("last_checkpoint", "progress_bar", "bench_timer")
 
 
 def member_folder(run: Path, seed: int) -> Path:
