@@ -180,3 +180,27 @@ def test_a_non_finite_member_stops_every_member_and_is_named(mnist_root, tmp_pat
     assert line.startswith("error: non-finite training loss at step 1 (epoch 1, batch 0): loss=nan")
     assert "(the members at seed 0, 1; every member stops)" in line or "(the member at seed " in line
     assert {p: p.read_bytes() for p in run.rglob("*.ckpt")} == members
+
+
+@pytest.mark.full
+def test_members_of_a_four_member_run_agree_with_the_single_runs_at_their_seeds(mnist_root, tmp_path):
+    """A member shares its single run's initial weights and batches but not its noise (drawn for all members at
+    once), so the two agree in distribution: over 4 seeds, the members' mean test ELBO lies within 3 standard errors
+    of the single runs' (the seed-to-seed spread of both), and member and single run differ (the noise is not the
+    single run's)."""
+    steps = ["trainer.max_epochs=3", "~callbacks.prior_grid"]
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path / "members"), *steps,
+                     "seeds=[0,1,2,3]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(tmp_path / "members")
+    members = [json.loads((run / f"seed_{s}" / "status.json").read_text())["metrics"]["test/elbo"] for s in range(4)]
+    sweep = run_cli("vae_lightning.train", "-m", *tiny_overrides(mnist_root, tmp_path / "singles"), *steps,
+                    "seed=0,1,2,3")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "singles" / "train" / "multiruns").iterdir()
+    singles = [json.loads((sweep_dir / str(j) / "status.json").read_text())["metrics"]["test/elbo"] for j in range(4)]
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    var = lambda v: sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1)  # noqa: E731
+    standard_error = ((var(members) + var(singles)) / 4) ** 0.5
+    assert abs(mean(members) - mean(singles)) <= 3 * standard_error, (members, singles)
+    assert members != singles
