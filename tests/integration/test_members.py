@@ -54,6 +54,7 @@ def test_every_member_is_a_run_folder_of_its_own(sweep):
             assert f"- prior={prior}\n" in overrides and f"- seed={seed}\n" in overrides and "seeds" not in overrides
             status = json.loads((member / "status.json").read_text())
             assert status["status"] == "completed" and status["metrics"]["test/elbo"] < 0
+            assert 0 <= status["metrics"]["diagnostics/mutual_information"] <= 5  # the last epoch's, as a job's
             assert sorted(p.name for p in (member / "checkpoints").iterdir())[-1] == "last.ckpt"
             assert len(list((member / "checkpoints").glob("epoch_*.ckpt"))) == 1  # its own best by val/elbo
             events = list((member / "tensorboard").rglob("events.out.tfevents.*"))

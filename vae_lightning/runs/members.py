@@ -9,8 +9,9 @@ still a run in its own right, in its own folder `<run>/seed_<s>/`:
 - its folder holds what `evaluate`, `sample`, `beta_grid`, `load_model` and `report` read from a run folder:
   `checkpoints/last.ckpt` and the best by its own val/elbo, `.hydra/config.yaml` (its config: `seed=s`),
   `.hydra/overrides.yaml` (the command's overrides with `seed=s` for `seeds`), its tracker events (TensorBoard:
-  `tensorboard/<label>,seed=s`), `train.log` (one line per epoch), `status.json` (its test metrics), and at the
-  end its sample grid and reconstructions (samples/final/);
+  `tensorboard/<label>,seed=s`: its train, val and posterior-collapse diagnostics per epoch), `train.log` (one
+  line per epoch), `status.json` (its final metrics, as a sweep job's), and at the end its sample grid and
+  reconstructions (samples/final/: the pictures are not drawn every epoch);
 - what it does not share with a single run: the reparameterisation and binarization noise is drawn for all
   members at once from the run's one global generator (seeded by the first seed), so a member agrees with the
   single run at its seed in distribution, not draw for draw.
@@ -38,7 +39,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
+from vae_lightning.callbacks import Diagnostics, KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, check_settings
 from vae_lightning.core.errors import ParameterError, UserError
@@ -65,8 +66,9 @@ from vae_lightning.runs.lock import other_rank, run_lock
 
 log = logging.getLogger(__name__)
 
-# The per-run callbacks a K-member run replaces (their pictures and diagnostics are per model: each member gets
-# its final sample grid and reconstructions instead; `sample`/`evaluate` on a member make the rest)
+# The per-run callbacks a K-member run applies to each member itself (MemberRuns): the best checkpoint by val/elbo,
+# the posterior-collapse diagnostics; the pictures (prior_grid) are drawn once, at the end (`sample` and `evaluate`
+# on a member make the rest)
 REPLACED_CALLBACKS = ("prior_grid", "diagnostics", "model_checkpoint")
 # Callbacks that never look inside the model (checkpoint timing and signals, the bar, the benchmark's clock): kept
 KEPT_CALLBACKS = ("last_checkpoint", "progress_bar", "bench_timer")
@@ -146,11 +148,15 @@ class MemberRuns(Callback):
     """Writes every member's run folder while the stack trains (see the module docstring): its tracker scalars and
     `train.log` line per epoch, `last.ckpt` whenever the stack saves, its best checkpoint by its own val/elbo."""
 
-    def __init__(self, stack: MemberStack, configs: list[DictConfig], folders: list[Path],
-                 loggers: list[list[Any]], stored: list[dict[str, Any]]) -> None:
-        self.stack, self.configs, self.folders, self.loggers, self.stored = stack, configs, folders, loggers, stored
+    def __init__(self, stack: MemberStack, folders: list[Path], loggers: list[list[Any]],
+                 stored: list[dict[str, Any]], diagnostics: list[Diagnostics] | None = None,
+                 val_images: torch.Tensor | None = None) -> None:
+        self.stack, self.folders, self.loggers, self.stored = stack, folders, loggers, stored
         k = len(folders)
         self.best: list[tuple[float, str]] = [(-math.inf, "")] * k  # (val/elbo, checkpoint file) per member
+        # each member's Diagnostics (callbacks.diagnostics of its config) on the first validation images
+        self.diagnostics, self.val_images = diagnostics, val_images
+        self.diagnostic_values: list[dict[str, float]] = [{} for _ in range(k)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -188,6 +194,9 @@ class MemberRuns(Callback):
         values = self.stack.member_values.get("val")
         if trainer.sanity_checking or values is None:
             return
+        if self.diagnostics and self.val_images is not None:
+            x = self.val_images[: self.diagnostics[0].n_images].to(pl_module.device).unsqueeze(1).float().div(255)
+            self.diagnostic_values = [d.values(m, x) for d, m in zip(self.diagnostics, self.stack.members, strict=True)]
         for k, folder in enumerate(self.folders):
             score = float(values["elbo"][k])
             if math.isfinite(score) and score > self.best[k][0]:
@@ -203,6 +212,7 @@ class MemberRuns(Callback):
         for k, folder in enumerate(self.folders):
             scalars = {f"train/{n}_epoch": float(v[k]) for n, v in train_values.items()}
             scalars.update({f"val/{n}": float(v[k]) for n, v in val_values.items()})
+            scalars.update(self.diagnostic_values[k])
             scalars["epoch"] = trainer.current_epoch
             for logger in self.loggers[k]:
                 logger.log_metrics(scalars, step=trainer.global_step)
@@ -276,7 +286,9 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
                            "config.yaml")
             loggers.append([build(c, f"logger.{k}") for k, c in (member.get("logger") or {}).items() if c is not None])
         annealing = KLAnnealing(build(cfg.annealing, "annealing"))
-        members = MemberRuns(stack, configs, folders, loggers, stored)
+        diagnostics = [build(c.callbacks.diagnostics, "callbacks.diagnostics") for c in configs] \
+            if (cfg.get("callbacks") or {}).get("diagnostics") is not None else None
+        members = MemberRuns(stack, folders, loggers, stored, diagnostics, datamodule.splits["val"].images)
         kept = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()
                 if c is not None and k in KEPT_CALLBACKS]
         saver = ModelCheckpoint(dirpath=output / "checkpoints", save_last=True, save_top_k=0,
@@ -291,8 +303,8 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
         with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
             if cfg.get("train"):
                 trainer.fit(stack, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            results = [{f"val/{n}": float(v[k]) for n, v in stack.member_values.get("val", {}).items()}
-                       for k in range(len(seeds))]
+            results = [{**{f"val/{n}": float(v[k]) for n, v in stack.member_values.get("val", {}).items()},
+                        **members.diagnostic_values[k]} for k in range(len(seeds))]
             if cfg.get("test"):
                 for k, (_, best) in enumerate(members.best):  # each member's best checkpoint, as a single run tests
                     if best:
