@@ -44,7 +44,8 @@ EXAMPLES = (
 def main(cfg: DictConfig) -> float | None:
     """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
     from vae_lightning.runs import sweep
-    from vae_lightning.runs.training import resume_config, train_any
+    from vae_lightning.runs.members import train_any
+    from vae_lightning.runs.training import resume_config
 
     if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
         metrics = sweep.run_job(lambda: train_any(sweep.continue_own_checkpoint(resume_config(cfg))))

@@ -5,6 +5,8 @@ serves any prior and any likelihood.
   likelihood. Loss per image in nats: recon = -log p(x|z) summed over pixels, KL summed over latent
   dimensions, averaged over the batch; training minimises recon + kl_weight * KL, and the logged ELBO
   never carries the weight. `encode(x)` returns q(z|x); metrics, pictures and samplers go through it.
+- `members.MemberStack`: K VAEModules (one configuration at K seeds) trained as one, their parameters stacked
+  along a member axis and their loss computed by `vmap` over the stack (runs/members.py trains it).
 - `networks`: encoder(images [B, 1, 28, 28]) -> posterior parameters [B, 2 * latent_dim]; decoder(latents
   [..., latent_dim]) -> one logit per pixel [..., 784] for any leading dimensions. Both carry
   `latent_dim` and a `label`.

@@ -7,6 +7,8 @@
   resuming with the run's own config plus the command's overrides; the folders a failed command made (and may
   remove), and a trained run never replaced unasked (`overwrite=true` moves it aside);
 - `lock`: one writer per run folder (an advisory lock that dies with its process);
+- `members`: K seeds of one configuration trained in one process as one stacked model (model/members.py), with a
+  run folder per member that every command reads as a single run's (`train 'seeds=[...]'`);
 - `slurm`: a run as a SLURM job (Lightning's cluster environment, allocated CPUs, what SLURM did with a
   signalled job, the scheduler checked before a sweep is submitted);
 - `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep, a requeued
@@ -15,5 +17,5 @@
 - `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers: TensorBoard, CSV,
   MLflow) and the CSV and MLflow loggers that a run folder continues across resumes and evaluations;
 - `training`: the train function itself, which puts callbacks and these policies together (the top of
-  the library; `train` and `bench` call it).
+  the library with `members`, which trains K seeds with it; `train` and `bench` call them).
 """

@@ -34,8 +34,9 @@ from vae_lightning.data.datamodule import split_indices
 from vae_lightning.evaluation.likelihood import iwae_log_likelihood
 from vae_lightning.runs.checkpoint import build_module
 from vae_lightning.runs.folders import CONF_DIR, compose_config
+from vae_lightning.runs.members import train_any
 from vae_lightning.runs.threads import cached_cuda_check
-from vae_lightning.runs.training import train, train_any
+from vae_lightning.runs.training import train
 
 NAMES = {"a": "(a) vae_lightning.train", "b": "(b) bare PyTorch loop", "c": "(c) torchvision pipeline",
          "a_no_grid": "(a) without prior_grid", "a_lightning": "(a) Lightning alone"}

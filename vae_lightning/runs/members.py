@@ -63,6 +63,7 @@ from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import SEED as SEED_KEY
 from vae_lightning.runs.folders import split_override
 from vae_lightning.runs.lock import other_rank, run_lock
+from vae_lightning.runs.training import TRAINER_SETTINGS, run_line, shown, train
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ log = logging.getLogger(__name__)
 REPLACED_CALLBACKS = ("prior_grid", "diagnostics", "model_checkpoint")
 # Callbacks that never look inside the model (checkpoint timing and signals, the bar, the benchmark's clock): kept
 KEPT_CALLBACKS = ("last_checkpoint", "progress_bar", "bench_timer")
+
+
+def train_any(cfg: DictConfig) -> dict[str, float]:
+    """What `python -m vae_lightning.train` runs: `runs.training.train`, or with `seeds` set the K-member run."""
+    return train(cfg) if cfg.get("seeds") is None else train_members(cfg)
 
 
 def member_folder(run: Path, seed: int) -> Path:
@@ -244,8 +250,6 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
     console.route_library_logs()
     console.quiet_warnings(console.is_verbose(cfg.get("verbose")))
     seeds = check_seeds(cfg.seeds)
-    from vae_lightning.runs.training import TRAINER_SETTINGS, run_line, shown
-
     check_settings(cfg, TRAINER_SETTINGS)
     check_vectorisable(cfg)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
@@ -325,13 +329,12 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
                                         member_overrides(seed), "threads": torch.get_num_threads(),
                                         "member_of": {"run": str(output), "seeds": seeds}})
         metrics = {key: sum(r[key] for r in results) / len(results) for key in results[0]} if results else {}
-        for line in summary_lines(output, seeds, results, time.perf_counter() - start, shown):
+        for line in summary_lines(output, seeds, results, time.perf_counter() - start):
             console.say("%s", line)
         return metrics
 
 
-def summary_lines(output: Path, seeds: list[int], results: list[dict[str, float]], seconds: float,
-                  shown: Any) -> list[str]:
+def summary_lines(output: Path, seeds: list[int], results: list[dict[str, float]], seconds: float) -> list[str]:
     minutes, rest = divmod(round(seconds), 60)
     took = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     stage = "test" if results and "test/elbo" in results[0] else "val"

@@ -82,15 +82,6 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     return merged
 
 
-def train_any(cfg: DictConfig) -> dict[str, float]:
-    """`train`, or with `seeds` set the K-member run of runs/members.py."""
-    if cfg.get("seeds") is not None:
-        from vae_lightning.runs.members import train_members
-
-        return train_members(cfg)
-    return train(cfg)
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) as `cfg` says; returns the final callback metrics as floats.
 
