@@ -28,7 +28,8 @@ the study trained its seeds with (two single runs side by side, one thread each,
 seconds per seed-epoch, and one line `per-seed cost at K=8 vs baseline: <ratio>` (the largest K when 8 is not
 among them). `--evaluate-cost` trains one single run at one thread and evaluates it at the study's settings
 (iwae.k=100, n_samples=10000, samplers=study_fitted, all test images, one thread), and prints
-`evaluate vs train, one study job: <ratio>`: evaluation seconds over 20 epochs' training seconds.
+`evaluate vs train, one study job: <ratio>`: evaluation seconds over 20 epochs' training seconds (evaluate
+overrides may follow the flag: `--evaluate-cost classifier.epochs=1`).
 
 Device: (b), (c) and the throughput run where (a)'s Trainer runs: on the GPU under `trainer.accelerator=gpu`
 (or `auto` with CUDA present), with (b)'s images moved there once and (c)'s batches moved per step, as a
@@ -62,7 +63,7 @@ EXAMPLES = (
     "python -m vae_lightning.bench --epochs 5 --repeats 3 data.root=/data/mnist",
     "python -m vae_lightning.bench --breakdown --iwae-images 0",
     "python -m vae_lightning.bench --repeats 1 data.batch_size=256 trainer.accelerator=cpu",
-    "python -m vae_lightning.bench --members 1,2,4,8,16 --evaluate-cost --iwae-images 0",
+    "python -m vae_lightning.bench --iwae-images 0 --members 1,2,4,8,16 --evaluate-cost",
 )
 VARIANTS = ("a", "b", "c")
 BREAKDOWN = ("a_no_grid", "a_lightning")  # (a) without the prior grids, (a) as Lightning alone
@@ -82,8 +83,9 @@ def argument_parser() -> cli.ArgumentParser:
     parser.add_argument("--members", type=members_list, default=None, metavar="K,...",
                         help="also time K-member runs (seeds as one stacked model) against single runs two at a "
                              "time, e.g. 1,2,4,8,16")
-    parser.add_argument("--evaluate-cost", action="store_true",
-                        help="also time one study job's evaluation against its training (minutes)")
+    parser.add_argument("--evaluate-cost", nargs="*", metavar="OVERRIDE", default=None,
+                        help="also time one study job's evaluation against its training (minutes), with these "
+                             "evaluate overrides after the study's; put the train overrides before this flag")
     parser.add_argument("--only", choices=VARIANTS, help="run one variant and print its peak memory as JSON")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config, e.g. data.root=...")
     return parser
@@ -146,7 +148,8 @@ def benchmark(args: Namespace) -> None:
                 print(f"run {repeat + 1}/{args.repeats} {NAMES[variant]}: {times[variant][-1]:.2f} s per epoch",
                       file=sys.stderr)
         per_seed = per_seed_costs(bench, args) if args.members else None
-        evaluation = study_evaluation_seconds(bench, args.epochs, []) if args.evaluate_cost else None
+        evaluation = (study_evaluation_seconds(bench, args.epochs, args.evaluate_cost)
+                      if args.evaluate_cost is not None else None)
         throughput = bench.eval_throughput(args.iwae_images)
     n_train = len(bench.train_images)
     median = {v: statistics.median(t) for v, t in times.items()}

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from helpers.commands import run_cli, tiny_overrides
+from helpers.commands import TINY_CLASSIFIER, run_cli, tiny_overrides
 from omegaconf import OmegaConf
 
 from vae_lightning.latent import NormalPrior
@@ -79,3 +79,15 @@ def test_a_bad_member_count_is_one_line(mnist_root, tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: argument --members: '4,0' is invalid: must be member counts >= 1 "
                                     "separated by commas, e.g. 1,2,4,8; see python -m vae_lightning.bench --help")
+
+
+@pytest.mark.full
+def test_the_evaluation_cost_line_times_one_evaluation_against_twenty_epochs(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.bench", "--epochs", "1", "--repeats", "1", "--iwae-images", "0",
+                     *tiny_overrides(mnist_root, tmp_path), "--evaluate-cost", *TINY_CLASSIFIER, "n_samples=200",
+                     "exact.points_per_dim=16", "exact.max_points_per_dim=64", f"classifier.cache_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = re.search(r"one study job at one thread: evaluate (\d+) s, training 20 x ([\d.]+) s = (\d+) s",
+                     result.stdout)
+    assert line and float(line.group(2)) > 0, result.stdout
+    assert re.search(r"evaluate vs train, one study job: \d+\.\d+", result.stdout)
