@@ -162,7 +162,8 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> VAEModule:
     members = checkpoint.get(MEMBERS_KEY)
     if members is not None and "seed" not in members:
         raise UserError(f"this is the stacked checkpoint of a run of {len(members['seeds'])} members (seeds "
-                        f"{', '.join(map(str, members['seeds']))}); give one member's folder, <run>/seed_<s>")
+                        f"{', '.join(map(str, members['seeds']))}); give one member's folder, <run>/seed_<s> (every "
+                        "member at once: python -m vae_lightning.report <run> --evaluate)")
     try:
         module = build_module(checkpoint[CHECKPOINT_KEY])
         module.load_state_dict(checkpoint["state_dict"])
