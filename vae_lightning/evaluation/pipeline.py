@@ -58,6 +58,7 @@ from vae_lightning.runs.checkpoint import (
     module_from_checkpoint,
     resolve_checkpoint,
 )
+from vae_lightning.runs.earlier import refuse_replacing
 from vae_lightning.runs.folders import run_dir_of
 from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers
 
@@ -196,6 +197,9 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     del checkpoint
     x, data = load_test_set(stored["data"], cfg, device, shared)
     check_sizes(cfg, module.latent_dim, len(x))
+    with torch.random.fork_rng(devices=[]):  # the samplers' settings checked before anything is computed
+        build_samplers(cfg.samplers, module.latent_dim, module.prior)
+    refuse_replacing(Path(cfg.eval_dir), cfg, ckpt, step)  # an earlier, different evaluation is not replaced unasked
 
     timings: dict[str, float] = {}
     with torch.no_grad():
