@@ -27,7 +27,7 @@ from helpers.data import N_TRAIN, make_mnist_root, synthetic_digits, write_idx
 
 from vae_lightning.callbacks import LastCheckpoint, NonFiniteGuard
 from vae_lightning.callbacks.non_finite_guard import first_non_finite
-from vae_lightning.core.errors import NonFiniteError, ParameterError
+from vae_lightning.core.errors import NonFiniteError, ParameterError, WriteFailed
 from vae_lightning.data.batches import EpochShuffle
 from vae_lightning.runs.checkpoint import load_checkpoint
 from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
@@ -188,7 +188,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", write_half_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed, match=rf"^no space left on the device in {tmp_path}: writing last.ckpt \(17 bytes "
+                                          "of it written\\) failed$"):
         AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

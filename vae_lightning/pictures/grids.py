@@ -68,6 +68,6 @@ def write_png(image: Tensor, path: Path, text: dict[str, str] | None = None) -> 
     """Save an image [3, H, W] as a PNG file at `path` (its folder created), atomically: a failed write leaves
     the earlier file, if any, and no part of the new one."""
     data = png_bytes(image, text)
-    write_atomically(path, lambda f: f.write(data))
+    write_atomically(path, lambda f: f.write(data), size=len(data))
     log.info("wrote %s", path)
     return path

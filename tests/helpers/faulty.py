@@ -1,0 +1,109 @@
+"""`python -m helpers.faulty <command> <args>` (tests/ on PYTHONPATH; `run_cli("helpers.faulty", ...)` runs it in the
+command server): `python -m vae_lightning.<command> <args>` with a fault of the machine injected, as the
+environment chooses, so that a test meets a full disk, a read-only folder or memory running out at an exact
+moment without needing one:
+
+VAE_TEST_NO_SPACE=<pattern>[:<skip>]  the atomic write of a file whose name matches the glob <pattern> (a
+                                      checkpoint, metrics.json, report.md) writes half of its first large block,
+                                      then fails with ENOSPC, as a full disk does; the first <skip> such files are
+                                      written whole
+VAE_TEST_EVENTS_NO_SPACE=<n>          the n-th TensorBoard event that is written fails with ENOSPC
+VAE_TEST_READ_ONLY=1                  opening a log file fails with EROFS (a run folder on a read-only mount)
+VAE_TEST_OOM_AT_STEP=<n>              training step n (the global step before it) runs out of memory
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import io
+import logging
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+from tensorboard.summary.writer import event_file_writer
+
+import vae_lightning.core.files as files
+from vae_lightning.model import VAEModule
+
+
+def no_space(error: int = errno.ENOSPC, filename: object = None) -> OSError:
+    return OSError(error, os.strerror(error), *([filename] if filename is not None else []))
+
+
+class HalfWritten(io.FileIO):
+    """A file on a disk that fills during its first large write (512 bytes or more, or past 64 kB in all): half of that
+    write lands, then ENOSPC."""
+
+    written = 0
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        if len(view) < 512 and self.written + len(view) <= 65536:
+            self.written += len(view)
+            return super().write(view)
+        super().write(view[: len(view) // 2])
+        raise no_space()
+
+
+def fill_disk_at(pattern: str, skip: int) -> None:
+    writes = {"seen": 0}
+
+    def faulty_open(path: str | os.PathLike, mode: str = "r", *args: object, **kwargs: object):
+        name = Path(path).name
+        target = name[1:].rpartition(".tmp-")[0] if ".tmp-" in name else name
+        if "w" in mode and fnmatch.fnmatch(target, pattern):
+            writes["seen"] += 1
+            if writes["seen"] > skip:
+                return HalfWritten(path, "wb")
+        return open(path, mode, *args, **kwargs)
+
+    files.open = faulty_open  # the module's `open`: what write_atomically calls
+
+
+def fill_disk_at_event(n: int) -> None:
+    write = event_file_writer._AsyncWriter.write
+    count = {"seen": 0}
+
+    def faulty_write(self, data: bytes) -> None:
+        count["seen"] += 1
+        if count["seen"] >= n:
+            raise no_space()
+        write(self, data)
+
+    event_file_writer._AsyncWriter.write = faulty_write
+
+
+def read_only_logs() -> None:
+    def refuse(self: logging.FileHandler):
+        raise no_space(errno.EROFS, self.baseFilename)
+
+    logging.FileHandler._open = refuse
+
+
+def out_of_memory_at(step: int) -> None:
+    training_step = VAEModule.training_step
+
+    def step_that_runs_out(self, batch, batch_idx):
+        if self.global_step == step:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1.00 GiB free)")
+        return training_step(self, batch, batch_idx)
+
+    VAEModule.training_step = step_that_runs_out
+
+
+if "VAE_TEST_NO_SPACE" in os.environ:
+    pattern, _, skip = os.environ["VAE_TEST_NO_SPACE"].partition(":")
+    fill_disk_at(pattern, int(skip or 0))
+if "VAE_TEST_EVENTS_NO_SPACE" in os.environ:
+    fill_disk_at_event(int(os.environ["VAE_TEST_EVENTS_NO_SPACE"]))
+if os.environ.get("VAE_TEST_READ_ONLY") == "1":
+    read_only_logs()
+if "VAE_TEST_OOM_AT_STEP" in os.environ:
+    out_of_memory_at(int(os.environ["VAE_TEST_OOM_AT_STEP"]))
+command, *arguments = sys.argv[1:]
+sys.argv = [f"vae_lightning.{command}", *arguments]
+runpy.run_module(f"vae_lightning.{command}", run_name="__main__", alter_sys=True)
