@@ -10,6 +10,13 @@ VAE_TEST_NO_SPACE=<pattern>[:<skip>]  the atomic write of a file whose name matc
 VAE_TEST_EVENTS_NO_SPACE=<n>          the n-th TensorBoard event that is written fails with ENOSPC
 VAE_TEST_READ_ONLY=1                  opening a log file fails with EROFS (a run folder on a read-only mount)
 VAE_TEST_OOM_AT_STEP=<n>              training step n (the global step before it) runs out of memory
+VAE_TEST_KILL_AT=<moment>:<n>         the process SIGKILLs itself (as the kernel's OOM killer or a scheduler would)
+                                      step:<n>        inside the training step at global step n, after its forward pass
+                                      validation:<n>  inside the n-th validation step of this process (the sanity
+                                                      check's count too)
+                                      save:<n>        halfway through writing the n-th checkpoint of this process
+                                      flush:<n>       as the n-th TensorBoard flush of this process begins, its events
+                                                      handed to the writer thread
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import io
 import logging
 import os
 import runpy
+import signal
 import sys
 from pathlib import Path
 
@@ -95,6 +103,66 @@ def out_of_memory_at(step: int) -> None:
     VAEModule.training_step = step_that_runs_out
 
 
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_at(moment: str, n: int) -> None:
+    count = {"seen": 0}
+
+    def nth() -> bool:
+        count["seen"] += 1
+        return count["seen"] == n
+
+    if moment == "step":
+        training_step = VAEModule.training_step
+
+        def step_then_die(self, batch, batch_idx):
+            out = training_step(self, batch, batch_idx)
+            if self.global_step == n:
+                die()
+            return out
+
+        VAEModule.training_step = step_then_die
+    elif moment == "validation":
+        validation_step = VAEModule.validation_step
+
+        def validate_then_die(self, batch, batch_idx):
+            out = validation_step(self, batch, batch_idx)
+            if nth():
+                die()
+            return out
+
+        VAEModule.validation_step = validate_then_die
+    elif moment == "save":
+        save = torch.save
+
+        def half_then_die(obj, f, *args, **kwargs):
+            if not (isinstance(obj, dict) and "state_dict" in obj and nth()):
+                return save(obj, f, *args, **kwargs)
+            buffer = io.BytesIO()
+            save(obj, buffer, *args, **kwargs)
+            f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            f.flush()
+            die()
+
+        torch.save = half_then_die
+    elif moment == "flush":
+        flush = event_file_writer.EventFileWriter.flush
+
+        def die_in_flush(self):
+            if nth():
+                die()
+            flush(self)
+
+        event_file_writer.EventFileWriter.flush = die_in_flush
+    else:
+        raise ValueError(f"VAE_TEST_KILL_AT={moment}:{n}: no such moment")
+
+
+if "VAE_TEST_KILL_AT" in os.environ:
+    moment, _, n = os.environ["VAE_TEST_KILL_AT"].partition(":")
+    kill_at(moment, int(n))
 if "VAE_TEST_NO_SPACE" in os.environ:
     pattern, _, skip = os.environ["VAE_TEST_NO_SPACE"].partition(":")
     fill_disk_at(pattern, int(skip or 0))
