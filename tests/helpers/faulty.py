@@ -8,6 +8,7 @@ VAE_TEST_NO_SPACE=<pattern>[:<skip>]  the atomic write of a file whose name matc
                                       then fails with ENOSPC, as a full disk does; the first <skip> such files are
                                       written whole
 VAE_TEST_EVENTS_NO_SPACE=<n>          the n-th TensorBoard event that is written fails with ENOSPC
+VAE_TEST_LOG_NO_SPACE=<n>             the n-th line written to a log file (train.log) fails with ENOSPC
 VAE_TEST_READ_ONLY=1                  opening a log file fails with EROFS (a run folder on a read-only mount)
 VAE_TEST_OOM_AT_STEP=<n>              training step n (the global step before it) runs out of memory
 VAE_TEST_KILL_AT=<moment>:<n>         the process SIGKILLs itself (as the kernel's OOM killer or a scheduler would)
@@ -83,6 +84,19 @@ def fill_disk_at_event(n: int) -> None:
         write(self, data)
 
     event_file_writer._AsyncWriter.write = faulty_write
+
+
+def fill_disk_at_log_line(n: int) -> None:
+    flush = logging.FileHandler.flush
+    count = {"seen": 0}
+
+    def faulty_flush(self: logging.FileHandler) -> None:
+        count["seen"] += 1
+        if count["seen"] >= n:
+            raise no_space()
+        flush(self)
+
+    logging.FileHandler.flush = faulty_flush
 
 
 def read_only_logs() -> None:
@@ -168,6 +182,8 @@ if "VAE_TEST_NO_SPACE" in os.environ:
     fill_disk_at(pattern, int(skip or 0))
 if "VAE_TEST_EVENTS_NO_SPACE" in os.environ:
     fill_disk_at_event(int(os.environ["VAE_TEST_EVENTS_NO_SPACE"]))
+if "VAE_TEST_LOG_NO_SPACE" in os.environ:
+    fill_disk_at_log_line(int(os.environ["VAE_TEST_LOG_NO_SPACE"]))
 if os.environ.get("VAE_TEST_READ_ONLY") == "1":
     read_only_logs()
 if "VAE_TEST_OOM_AT_STEP" in os.environ:

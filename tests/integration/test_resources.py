@@ -78,6 +78,16 @@ def test_a_full_disk_while_writing_events_names_them_and_the_last_checkpoint(tin
                     f"free some space on that device, then resume with: python -m vae_lightning.train ckpt_path={last}")
 
 
+def test_a_full_disk_while_writing_the_log_stops_the_run_in_one_line(tiny_run, tmp_path):
+    run, last = copy_of(tiny_run, tmp_path)
+    before = last.read_bytes()
+    result = resume(last, env={"VAE_TEST_LOG_NO_SPACE": "3"})
+    line = error_line(result)
+    assert line == (f"error: no space left on the device in {run}: writing train.log failed; {kept(last)}; free some "
+                    f"space on that device, then resume with: python -m vae_lightning.train ckpt_path={last}")
+    assert "Logging error" not in result.stderr and last.read_bytes() == before
+
+
 def test_out_of_memory_in_a_step_names_the_step_and_a_smaller_batch(tiny_run, tmp_path):
     run, last = copy_of(tiny_run, tmp_path)
     before = last.read_bytes()

@@ -25,13 +25,16 @@ EXHAUSTED = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk qu
 def resource_error(err: BaseException | None) -> OSError | None:
     """The OSError of exhausted resources (EXHAUSTED) behind `err`: itself, or its cause or context (torch's zip
     writer reports a full disk as a RuntimeError raised while handling the OSError); None if there is none."""
+    return next((e for e in causes(err) if isinstance(e, OSError) and e.errno in EXHAUSTED), None)
+
+
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """`err`, then what it was raised from or while handling, and so on."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in EXHAUSTED:
-            return err
+        yield err
         err = err.__cause__ or err.__context__
-    return None
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None], sync: bool = False,

@@ -89,28 +89,43 @@ def _moment() -> str:
 
 class KeepEvaluation(Callback):
     """Hydra callback of evaluate: with `overwrite=true`, an earlier evaluation in `eval_dir` that this one would
-    replace is moved aside whole to `<eval_dir>.replaced-<timestamp>` before Hydra writes into the folder. (Without
-    it the evaluation itself refuses, once its settings are checked: `refuse_replacing`. Hydra turns a callback's
-    exception into a warning, so a bad `overwrite` ends the command here: one `error:` line, exit status 2.)"""
+    replace is moved aside whole to `<eval_dir>.replaced-<timestamp>` before Hydra writes into the folder (a single
+    run: before its log file opens there; a sweep's job, whose log is in the sweep's folder: as the job starts).
+    Without it the evaluation itself refuses, once its settings are checked (`refuse_replacing`). Hydra turns a
+    callback's exception into a warning, so a bad `overwrite` ends a single run here: one `error:` line, exit 2."""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
         try:
-            if not check_switch(config.get("overwrite", False)) or not config.get("ckpt_path"):
-                return
-            out = Path(config.eval_dir)
-            if not (out / "metrics.json").is_file():
-                return
-            try:
-                ckpt, step = checkpoint_state(config.ckpt_path)
-            except (UserError, OSError, RuntimeError):
-                return  # the command itself says what is wrong with ckpt_path
+            move_aside(config)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
-        if earlier_evaluation(out, config, ckpt, step) is not None:
-            aside = out.with_name(f"{out.name}.replaced-{_moment()}")
-            out.rename(aside)
-            print(f"overwrite=true: moved the earlier evaluation in {out} aside to {aside}", flush=True)
+
+    def on_job_start(self, config: DictConfig, **kwargs: object) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode == RunMode.MULTIRUN:
+            try:
+                move_aside(config)
+            except UserError:
+                pass  # the job's own check of overwrite fails it, and the sweep goes on
+
+
+def move_aside(config: DictConfig) -> None:
+    """Under overwrite=true, `eval_dir`'s earlier evaluation, if this one would replace it, to its `.replaced-` name."""
+    if not check_switch(config.get("overwrite", False)) or not config.get("ckpt_path"):
+        return
+    out = Path(config.eval_dir)
+    if not (out / "metrics.json").is_file():
+        return
+    try:
+        ckpt, step = checkpoint_state(config.ckpt_path)
+    except (UserError, OSError, RuntimeError):
+        return  # the command itself says what is wrong with ckpt_path
+    if earlier_evaluation(out, config, ckpt, step) is not None:
+        aside = out.with_name(f"{out.name}.replaced-{_moment()}")
+        out.rename(aside)
+        print(f"overwrite=true: moved the earlier evaluation in {out} aside to {aside}", flush=True)
 
 
 def earlier_evaluation(out: Path, cfg: DictConfig, ckpt: str, step: int) -> str | None:
@@ -132,6 +147,7 @@ def earlier_evaluation(out: Path, cfg: DictConfig, ckpt: str, step: int) -> str 
 def refuse_replacing(out: Path, cfg: DictConfig, ckpt: str | Path, step: int) -> None:
     """A UserError when `out` holds an evaluation that this one would replace by another result (not asked:
     overwrite=true has moved it aside before the command started)."""
+    check_switch(cfg.get("overwrite", False))
     what = earlier_evaluation(out, cfg, str(ckpt), step)
     if what is not None:
         raise UserError(f"{out} holds an earlier evaluation {what} (metrics.json), which this evaluation of "

@@ -30,7 +30,7 @@ from vae_lightning.core import rng
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.core.errors import ResourcesExhausted, WriteFailed
-from vae_lightning.core.files import EXHAUSTED, resource_error
+from vae_lightning.core.files import EXHAUSTED, causes, resource_error
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.runs import console, slurm, sweep, threads, tracking
 from vae_lightning.runs.checkpoint import (
@@ -180,8 +180,9 @@ def stopped_by_the_machine(err: Exception, output: Path, trainer: L.Trainer | No
     where, the last good checkpoint and its step (intact: checkpoints are written atomically) and how to go on;
     None for any other error."""
     cause = resource_error(err)
-    if isinstance(err, WriteFailed):
-        what = str(err)
+    failed = next((e for e in causes(err) if isinstance(e, WriteFailed)), None)  # Hydra's instantiate wraps it
+    if failed is not None:
+        what = str(failed)
     elif cause is not None:
         what = f"{EXHAUSTED[cause.errno]} in {output}: writing {cause.filename or written_by(cause)} failed"
     elif isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and any(
