@@ -23,7 +23,8 @@ The study's plot across Beta parameters: one figure with a panel of the model's 
 only because the parameters do.
 
 Reads    the checkpoint
-Writes   output=<file.png>, else {logs}/beta_grid/runs/<timestamp>/beta_grid.png
+Writes   output=<file.png>, else {logs}/beta_grid/runs/<timestamp>/beta_grid.png; an existing output=<file.png>
+         is replaced only by the same picture again (same checkpoint, step and settings) or with overwrite=true
 """
 EXAMPLES = (
     f"python -m vae_lightning.beta_grid ckpt_path={cli.EXAMPLE_RUN}",
@@ -40,13 +41,17 @@ def beta_grid(cfg: DictConfig) -> Path:
     from vae_lightning.latent import BetaPrior
     from vae_lightning.latent.geometry import fixed_uniforms
     from vae_lightning.pictures import decoded_grid, panel_figure, write_png
-    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained
+    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained, resolve_checkpoint
+    from vae_lightning.runs.earlier import PICTURE_KEY, check_picture, picture_record
 
     parameters = list_of(POSITIVE, what="a non-empty list of numbers > 0, e.g. [1,1.1,4]")
     check_settings(cfg, {"alphas": parameters, "betas": parameters, "ckpt_path": CKPT_PATH, "n": COUNT,
                          "nrow": COUNT, "seed": SEED,
                          "output": OUTPUT})
-    module, _, _ = load_trained(cfg.ckpt_path)
+    module, _, step = load_trained(cfg.ckpt_path)
+    path = Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / "beta_grid.png"
+    record = picture_record("beta_grid", cfg, str(resolve_checkpoint(cfg.ckpt_path).absolute()), step)
+    check_picture(path, record, cfg.get("overwrite", False))
     panels = len(cfg.alphas) * len(cfg.betas)
     check_fits("n", cfg.n, panels * FLOAT_BYTES * (module.latent_dim + 784 + 2 * 3 * 30 * 30),
                what=f"for {len(cfg.alphas)} x {len(cfg.betas)} panels of n digits ")
@@ -58,7 +63,7 @@ def beta_grid(cfg: DictConfig) -> Path:
             panels.append((sampler.label, decoded_grid(module, sampler.icdf(u), cfg.nrow)))
     figure = panel_figure(panels, ncols=len(cfg.betas),
                           title="Beta(α, β) samples: rows α, columns β, the same quantiles in every panel")
-    return write_png(figure, Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / "beta_grid.png")
+    return write_png(figure, path, {PICTURE_KEY: record})
 
 
 def main(cfg: DictConfig) -> None:

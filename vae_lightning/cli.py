@@ -17,6 +17,7 @@ A Hydra command is a function `main(cfg)` whose body is `cli.run_task(...)`, sta
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -29,8 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from vae_lightning.core.errors import Interrupted, RunStopped, UserError
-from vae_lightning.core.files import FolderSnapshot
+from vae_lightning.core.errors import Interrupted, RunStopped, UserError, WriteFailed
+from vae_lightning.core.files import EXHAUSTED, FolderSnapshot, resource_error
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ EXAMPLE_RUN = "logs/train/runs/2026-01-31_09-30-00_000000"
 HYDRA_FLAGS = {"-m", "--multirun", "-c", "--cfg", "-p", "--package", "-i", "--info", "--resolve", "-cp",
                "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-sc", "--shell-completion", "-r",
                "--run", "--hydra-help", "--version", "--experimental-rerun"}
+
+# After a write that failed for want of space or permission (the files are written whole or not at all)
+LEFT_AS_IT_WAS = "; nothing half-written is left: every file there is whole, the new one or the one before"
 
 # What a command leaves in its output folder that an error must never remove: a run's checkpoints,
 # an earlier evaluation's results.
@@ -115,11 +119,33 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(main)()
-    except (HydraException, OSError) as err:
-        if FULL_ERROR or any(frame.f_code is main.__code__ for frame, _ in traceback.walk_tb(err.__traceback__)):
+    except Exception as err:
+        refused = resource_error(err)  # a read-only or full run folder: Hydra's log file is the first write
+        if (FULL_ERROR or not (refused or isinstance(err, HydraException | OSError))
+                or any(frame.f_code is main.__code__ for frame, _ in traceback.walk_tb(err.__traceback__))):
             raise
         discard_sweep()
+        if refused is not None:
+            print(f"error: {machine_line(refused, args)}", file=sys.stderr)
+            raise SystemExit(1) from None
         fail(hydra_error_line(err))
+
+
+def machine_line(err: OSError, args: Sequence[str]) -> str:
+    """One line for a write that the machine refused before the command started (a read-only or full folder): what,
+    that nothing was written, and for a resume its checkpoint, intact, and the command that resumes it."""
+    reason = EXHAUSTED[err.errno]
+    line = f"{reason}: writing {err.filename or 'the output folder'} failed before anything was written"
+    given = next((a.partition("=")[2] for a in args if a.startswith("ckpt_path=")), "")
+    if given and Path(given).is_file():
+        from vae_lightning.runs.training import saved_step
+
+        folder = Path(err.filename).parent if err.filename else "the folder"
+        line += (f"; the checkpoint {given} (step {saved_step(Path(given))}) is intact; "
+                 + (f"make {folder} writable (or copy the run folder where you can write)" if err.errno in (
+                    errno.EROFS, errno.EACCES, errno.EPERM) else "free some space on that device")
+                 + f", then resume with: {resume_command(given)}")
+    return line
 
 
 def run_task(task: Callable[[], T]) -> T:
@@ -141,8 +167,15 @@ def run_task(task: Callable[[], T]) -> T:
         print(f"{err}; resume with: {resume_command(err.ckpt_path)}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except RunStopped as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{LEFT_AS_IT_WAS if type(err) is WriteFailed else ''}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
+    except OSError as err:  # a full or read-only folder met by a write of a library (an event file, a figure)
+        refused = resource_error(err)
+        if refused is None or FULL_ERROR:
+            raise
+        print(f"error: {EXHAUSTED[refused.errno]}: writing {refused.filename or 'a file'} failed{LEFT_AS_IT_WAS}",
+              file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def discard_output(snapshot: FolderSnapshot | None = None) -> None:
@@ -215,6 +248,14 @@ def run_plain(task: Callable[[], T]) -> T:
         if FULL_ERROR:
             raise
         fail(str(err) if isinstance(err, UserError) else hydra_error_line(err))
+    except (WriteFailed, OSError) as err:
+        refused = resource_error(err)
+        if FULL_ERROR or refused is None:
+            raise
+        what = str(err) if isinstance(err, WriteFailed) else (
+            f"{EXHAUSTED[refused.errno]}: writing {refused.filename or 'a file'} failed")
+        print(f"error: {what}{LEFT_AS_IT_WAS}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -26,7 +26,9 @@ small digit classifier that is trained once and cached). The checkpoint is only 
 
 Reads    the checkpoint, and MNIST from data.root = {data}  (VAE_DATA_ROOT sets it)
 Writes   <run>/eval/: metrics.json, per_image.csv (one row per test image), report.md, figures; for a
-         .ckpt outside a run folder {logs}/evaluate/runs/<timestamp>/
+         .ckpt outside a run folder {logs}/evaluate/runs/<timestamp>/. An earlier evaluation there is
+         replaced only by the same evaluation again (same checkpoint, step and settings); overwrite=true
+         moves it aside to <eval_dir>.replaced-<timestamp> first
 """
 EXAMPLES = (
     f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN}",

@@ -33,7 +33,7 @@ contrasts (--contrast annealing=linear:constant) answered as paired differences 
 have, with a verdict (equivalent within a margin, higher, lower, inconclusive) read off the interval, raw and
 adjusted within its family (Holm; --adjust bh), beside the smallest effect it could detect. --evaluate first
 evaluates every finished job that has no evaluation. Writes report.md, report.csv and figures into the
-first folder or --out.
+first folder or --out; a report there of other sweep folders is replaced only with --overwrite.
 """
 EXAMPLES = (
     "python -m vae_lightning.report logs/train/multiruns/2026-01-31_09-30-00_000000",
@@ -54,6 +54,9 @@ def argument_parser() -> cli.ArgumentParser:
     parser.add_argument("--sort", default="val/elbo", help="metric to sort by (default: val/elbo)")
     parser.add_argument("--ascending", action="store_true", help="lower is better (e.g. eval/nll_iwae, eval/fid)")
     parser.add_argument("--out", type=Path, help="folder for the report files (default: the first multirun folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a report of other sweep folders in the output folder (a report of the same "
+                             "sweep folders is always brought up to date)")
     parser.add_argument("--evaluate", nargs="*", metavar="OVERRIDE",
                         help="first run evaluate on every completed job without eval/metrics.json, with these "
                              "evaluate overrides (e.g. --evaluate iwae.k=100)")
@@ -112,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     families, metrics, adjustment = contrast_settings(args)
     from vae_lightning.evaluation.seed_groups import CONTRAST_METRICS
     from vae_lightning.evaluation.sweep_report import write_report
+    from vae_lightning.runs.earlier import check_report
 
+    cli.run_plain(lambda: check_report(args.out or args.sweep_dirs[0], args.sweep_dirs, args.overwrite))
     rows = cli.run_plain(lambda: write_report(args.sweep_dirs, args.sort, args.ascending, args.out, args.evaluate,
                                               families, metrics or CONTRAST_METRICS, args.jobs, adjustment))
     out = args.out or args.sweep_dirs[0]

@@ -32,7 +32,8 @@ sampler the same draws (quantile by quantile where it can), so two grids compare
 
 Reads    the checkpoint; the samplers fitted to the model (aggregate, gmm, flow) also read the training images
          from data.root = {data}  (VAE_DATA_ROOT sets it)
-Writes   output=<file.png>, else {logs}/sample/runs/<timestamp>/<sampler>.png
+Writes   output=<file.png>, else {logs}/sample/runs/<timestamp>/<sampler>.png; an existing output=<file.png>
+         is replaced only by the same picture again (same checkpoint, step and settings) or with overwrite=true
 """
 EXAMPLES = (
     f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN}",
@@ -80,15 +81,19 @@ def sample(cfg: DictConfig) -> Path:
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent.geometry import fixed_noise
     from vae_lightning.pictures import decoded_grid, write_png
-    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained
+    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained, resolve_checkpoint
+    from vae_lightning.runs.earlier import PICTURE_KEY, check_picture, picture_record
 
     check_settings(cfg, {"ckpt_path": CKPT_PATH, "n": COUNT, "nrow": COUNT, "seed": SEED, "output": OUTPUT})
-    module, stored, _ = load_trained(cfg.ckpt_path)
+    module, stored, step = load_trained(cfg.ckpt_path)
     check_fits("n", cfg.n, FLOAT_BYTES * (module.latent_dim + 784 + 3 * 30 * 30),
                what="of latents, decoded images and grid pixels ")
     sampler = chosen_sampler(cfg, module, stored)
+    path = Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / f"{sampler.name}.png"
+    record = picture_record("sample", cfg, str(resolve_checkpoint(cfg.ckpt_path).absolute()), step)
+    check_picture(path, record, cfg.get("overwrite", False))
     grid = decoded_grid(module, fixed_noise(sampler, cfg.n, cfg.seed), cfg.nrow)
-    return write_png(grid, Path(cfg.output) if cfg.output else Path(cfg.paths.output_dir) / f"{sampler.name}.png")
+    return write_png(grid, path, {PICTURE_KEY: record})
 
 
 def main(cfg: DictConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import re
 import shlex
 import signal
@@ -22,14 +23,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers.commands import assert_same_weights, only_run, run_cli, scalars, tiny_overrides
+from helpers.commands import HELPERS, assert_same_weights, only_run, run_cli, scalars, tiny_overrides
 from helpers.data import N_TRAIN, make_mnist_root, synthetic_digits, write_idx
 
 from vae_lightning.callbacks import LastCheckpoint, NonFiniteGuard
 from vae_lightning.callbacks.non_finite_guard import first_non_finite
-from vae_lightning.core.errors import NonFiniteError, ParameterError
+from vae_lightning.core.errors import NonFiniteError, ParameterError, WriteFailed
 from vae_lightning.data.batches import EpochShuffle
-from vae_lightning.runs.checkpoint import load_checkpoint
+from vae_lightning.runs.checkpoint import load_checkpoint, load_model
 from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import PROJECT_ROOT
 
@@ -143,6 +144,54 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint(straight, mnist_root,
     assert_same_training(run, straight)
 
 
+# the moments of a random kill, each drawn from the n-th such moment of the process (tests/helpers/faulty.py); a fresh
+# run's are drawn after its first checkpoint (step 15), so that every kill leaves one to resume
+KILL_MOMENTS = ("step", "validation", "save", "flush")
+
+
+def kill_point(moment: str, rand: random.Random, step: int | None) -> str:
+    """`<moment>:<n>` for VAE_TEST_KILL_AT: a random one after the checkpoint of `step` (None: a fresh run)."""
+    fresh = step is None
+    n = {"step": lambda: min(rand.randint(16, 39) if fresh else step + rand.randint(1, 20), 159),
+         "validation": lambda: rand.randint(2, 3) if fresh else rand.randint(1, 2),  # 1: the sanity check
+         "save": lambda: rand.randint(2, 4) if fresh else rand.randint(1, 3),  # the 1st of a fresh run: step 15
+         "flush": lambda: rand.randint(6, 12) if fresh else rand.randint(1, 10)}[moment]()  # 5 before step 15
+    return f"{moment}:{n}"
+
+
+@pytest.mark.full  # five short runs of one 160-step run (tiny model, tiny data): a few tens of seconds
+def test_sigkill_at_random_moments_then_resume_ends_bit_identical(straight, mnist_root, tmp_path):
+    """A run SIGKILLed at four random moments (inside a training step, a validation step, halfway through a checkpoint
+    save, at a TensorBoard flush; in a random order) and resumed after each ends with the uninterrupted run's weights,
+    bit for bit, and its val/elbo at every epoch; after every kill the run folder loads with load_model and resumes.
+    VAE_TEST_KILL_SEED=<seed> replays a failure (every assertion names the seed)."""
+    seed = int(os.environ.get("VAE_TEST_KILL_SEED", time.time_ns() % 2**32))
+    rand = random.Random(seed)
+    moments = list(KILL_MOMENTS)
+    rand.shuffle(moments)
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(HELPERS.parent), os.environ.get("PYTHONPATH", "")])}
+    command = [*overrides(mnist_root, tmp_path), "callbacks.last_checkpoint.every_n_train_steps=15"]
+    step, kills = None, []
+    for moment in moments:
+        point = kill_point(moment, rand, step)
+        kills.append(f"{point} after step {step or 0}")
+        where = f"VAE_TEST_KILL_SEED={seed}: kills {kills}"
+        killed = run_cli("helpers.faulty", "train", *command, env={**env, "VAE_TEST_KILL_AT": point})
+        assert killed.returncode == -signal.SIGKILL, (where, killed.stderr[-3000:])
+        run = only_run(tmp_path)
+        last = run / "checkpoints" / "last.ckpt"
+        saved = load_checkpoint(last)["global_step"]
+        assert saved >= (step or 15), where
+        module = load_model(run)  # the folder loads as it is
+        with torch.no_grad():
+            assert torch.isfinite(module.decode(torch.zeros(1, module.latent_dim))).all(), where
+        step, command = saved, [f"ckpt_path={last}"]
+    resumed = run_cli("vae_lightning.train", *command, env=ENV)
+    assert resumed.returncode == 0, (where, resumed.stderr[-3000:])
+    assert_same_training(run, straight)
+    assert not list(run.rglob("*.tmp-*")), where  # a killed save's part is gone with the next save
+
+
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(straight, mnist_root, tmp_path):
     """While a run trains (paused at step 20, its last.ckpt of step 15 written), resuming its folder is refused in
     one line naming the process that writes it; the refused command leaves no trace, the first run ends as if
@@ -188,7 +237,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", write_half_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed, match=rf"^no space left on the device in {tmp_path}: writing last.ckpt \(17 bytes "
+                                          "of it written\\) failed$"):
         AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

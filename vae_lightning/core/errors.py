@@ -6,6 +6,7 @@ exception is a bug and keeps its full traceback.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 
@@ -62,3 +63,29 @@ class Requeued(SystemExit):
 class NonFiniteError(RunStopped):
     """A NaN or inf in the loss or in weights about to be saved: training stops, nothing more is written."""
 
+
+
+class ResourcesExhausted(RunStopped):
+    """The machine refused what a command needed (no space left, a quota, a read-only folder, memory): the command
+    stops with one line naming what and where; what it had written completely stays, nothing half-written is left."""
+
+
+class WriteFailed(ResourcesExhausted):
+    """A file could not be written for want of space, quota or permission (`reason`, in words): `written` bytes had
+    reached its temporary file (since removed) of about `size` in all, when known."""
+
+    def __init__(self, path: Path, reason: str, written: int | None = None, size: int | None = None) -> None:
+        self.path, self.reason, self.written, self.size = path, reason, written, size
+        sizes = [f"about {amount(size)}" if size else "", f"{amount(written)} of it written" if written else ""]
+        shown = ", ".join(s for s in sizes if s)
+        super().__init__(f"{reason} in {path.parent}: writing {path.name}" + (f" ({shown})" if shown else "")
+                         + " failed")
+
+
+def amount(size: int | None) -> str:
+    """A number of bytes in words: 812 bytes, 93.1 kB, 9.5 MB, 1.2 GB."""
+    size = size or 0
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"

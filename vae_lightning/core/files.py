@@ -3,32 +3,86 @@ of it (checkpoints, status files, evaluation results, caches)."""
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from vae_lightning.core.errors import WriteFailed
 
 log = logging.getLogger(__name__)
 
+# the errors of a write that the machine refused for want of resources, in words
+EXHAUSTED = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+             errno.EFBIG: "file too large for its file system", errno.EROFS: "read-only file system",
+             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None], sync: bool = False) -> None:
+
+def resource_error(err: BaseException | None) -> OSError | None:
+    """The OSError of exhausted resources (EXHAUSTED) behind `err`: itself, or its cause or context (torch's zip
+    writer reports a full disk as a RuntimeError raised while handling the OSError); None if there is none."""
+    return next((e for e in causes(err) if isinstance(e, OSError) and e.errno in EXHAUSTED), None)
+
+
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """`err`, then what it was raised from or while handling, and so on."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None], sync: bool = False,
+                     size: int | None = None) -> None:
     """Write `path` by `write(file)` into `.<name>.tmp-<pid>` beside it, then rename that over
     `path` (atomic within a folder): readers and crashes see the previous complete file or the new
-    one, never a part of it. The temporary file is removed on any failure. `sync`: flush it to the
-    disk before the rename (for files whose loss would lose work: checkpoints)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    one, never a part of it. The temporary file is removed on any failure; a failure for want of space, quota or
+    permission is a WriteFailed naming the file and its size (`size`: what it would have had, when known).
+    `sync`: flush it to the disk before the rename (for files whose loss would lose work: checkpoints)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        written = tmp.stat().st_size if tmp.is_file() else None
         tmp.unlink(missing_ok=True)
-        raise
+        cause = resource_error(err)
+        if cause is None:
+            raise
+        raise WriteFailed(path, EXHAUSTED[cause.errno], written, size) from err
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`path` holds `text` (UTF-8), written atomically (`write_atomically`)."""
+    data = text.encode()
+    write_atomically(path, lambda f: f.write(data), size=len(data))
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[io.StringIO]:
+    """A text file written atomically: what the block writes (newlines as written, as `open(newline="")` keeps them,
+    for csv) reaches `path` when the block ends, whole."""
+    buffer = io.StringIO(newline="")
+    yield buffer
+    write_text_atomically(path, buffer.getvalue())
+
+
+def save_figure(figure: Any, path: Path, **kwargs: Any) -> None:
+    """A matplotlib figure saved to `path` atomically, in the format of its suffix (`kwargs`: savefig's)."""
+    buffer = io.BytesIO()  # drawn first: a failed write can say how large the file was to be
+    figure.savefig(buffer, format=path.suffix.lstrip("."), **kwargs)
+    data = buffer.getvalue()
+    write_atomically(path, lambda f: f.write(data), size=len(data))
 
 
 def remove_stale_temporaries(target: Path) -> None:

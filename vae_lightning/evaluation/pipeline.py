@@ -40,7 +40,7 @@ from vae_lightning.core.checks import (
 )
 from vae_lightning.core.devices import pick_device
 from vae_lightning.core.errors import UserError
-from vae_lightning.core.files import write_atomically
+from vae_lightning.core.files import write_text_atomically
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.core.progress import no_track, progress_bar
 from vae_lightning.data import MNISTDataModule, load_split, locate
@@ -58,6 +58,7 @@ from vae_lightning.runs.checkpoint import (
     module_from_checkpoint,
     resolve_checkpoint,
 )
+from vae_lightning.runs.earlier import refuse_replacing
 from vae_lightning.runs.folders import run_dir_of
 from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers
 
@@ -159,7 +160,7 @@ def write_per_image(path: Path, labels: Tensor, columns: dict[str, Tensor]) -> N
     lines += [",".join([str(i), str(int(label)), *(repr(v) for v in row)])
               for i, (label, row) in enumerate(zip(labels.tolist(), values, strict=True))]
     text = "\n".join(lines) + "\n"
-    write_atomically(path, lambda f: f.write(text.encode()))
+    write_text_atomically(path, text)
 
 
 def record_config(cfg: DictConfig, folder: Path) -> None:
@@ -170,7 +171,7 @@ def record_config(cfg: DictConfig, folder: Path) -> None:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     for name, node in (("config.yaml", cfg), ("overrides.yaml", OmegaConf.create(overrides))):
         text = OmegaConf.to_yaml(node)
-        write_atomically(folder / name, lambda f, text=text: f.write(text.encode()))
+        write_text_atomically(folder / name, text)
 
 
 def run_seed(run: Path | None) -> int | None:
@@ -196,6 +197,9 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     del checkpoint
     x, data = load_test_set(stored["data"], cfg, device, shared)
     check_sizes(cfg, module.latent_dim, len(x))
+    with torch.random.fork_rng(devices=[]):  # the samplers' settings checked before anything is computed
+        build_samplers(cfg.samplers, module.latent_dim, module.prior)
+    refuse_replacing(Path(cfg.eval_dir), cfg, ckpt, step)  # an earlier, different evaluation is not replaced unasked
 
     timings: dict[str, float] = {}
     with torch.no_grad():
@@ -233,7 +237,7 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     out = Path(cfg.eval_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = save_figures(results, out)
-    (out / "report.md").write_text(text + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
+    write_text_atomically(out / "report.md", text + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
     if cfg.tensorboard:
         run = run_dir_of(ckpt)
         params = hyperparameters(module, repr(build(stored["annealing"], "annealing")),
@@ -242,6 +246,6 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     write_per_image(out / PER_IMAGE_FILE, labels, per_image)
     record_config(cfg, out / ".hydra")
     payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation
-    write_atomically(out / "metrics.json", lambda f: f.write(payload.encode()))
+    write_text_atomically(out / "metrics.json", payload)
     log.info("Wrote %s", out)
     return results

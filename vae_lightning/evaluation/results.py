@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
+from vae_lightning.core.files import save_figure
 from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW, entropy
 
 # Sample-quality scores per sampler, and the name under which the model's own prior is scored a second
@@ -134,7 +135,7 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     axes[2].axvline(math.log(N_CLASSES), color="k", ls=":", lw=1)
     axes[0].invert_yaxis()
     fig.suptitle("sample quality per sampler (* model prior; grey: test set)")
-    fig.savefig(out / "sample_quality.png", dpi=100)
+    save_figure(fig, out / "sample_quality.png", dpi=100)
 
     fig = Figure(figsize=(7, 0.45 * len(rows) + 1.5), layout="tight")
     ax = fig.subplots()
@@ -143,7 +144,7 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_yticks(range(len(rows)), labels)
     ax.set_xlabel("predicted digit")
     fig.colorbar(image, ax=ax, label="share of samples")
-    fig.savefig(out / "class_frequencies.png", dpi=100)
+    save_figure(fig, out / "class_frequencies.png", dpi=100)
 
     lik = results["likelihood"]
     dims = range(len(lik["posterior_mean_variance"]))
@@ -158,5 +159,5 @@ def save_figures(results: dict[str, Any], out: Path) -> list[str]:
     axes[1].axhline(results["active_units_threshold"], color="r", ls="--", lw=1, label="active threshold")
     axes[1].set(title="Var over test images of E[z | x]", xlabel="dimension", yscale="log")
     axes[1].legend()
-    fig.savefig(out / "latent_dimensions.png", dpi=100)
+    save_figure(fig, out / "latent_dimensions.png", dpi=100)
     return ["sample_quality.png", "class_frequencies.png", "latent_dimensions.png"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vae_lightning.core.errors import UserError
+from vae_lightning.core.files import atomic_text, save_figure
 from vae_lightning.evaluation.statistics import (
     ADJUSTMENTS,
     MOST_SEEDS,
@@ -326,7 +327,7 @@ def contrasts_markdown(rows: Sequence[ContrastRow]) -> list[str]:
 def write_groups_csv(groups: Sequence[Group], metrics: Sequence[str], path: Path) -> None:
     import csv
 
-    with open(path, "w", newline="") as f:
+    with atomic_text(path) as f:
         writer = csv.writer(f)
         writer.writerow(["configuration", "seeds", *[f"{m}{s}" for m in metrics for s in ("", ":low", ":high")]])
         for group in groups:
@@ -340,7 +341,7 @@ def write_groups_csv(groups: Sequence[Group], metrics: Sequence[str], path: Path
 def write_contrasts_csv(rows: Sequence[ContrastRow], path: Path) -> None:
     import csv
 
-    with open(path, "w", newline="") as f:
+    with atomic_text(path) as f:
         writer = csv.writer(f)
         writer.writerow(["family", "family_size", "adjustment", "contrast", "treatment", "baseline", "metric",
                          "paired_seeds", "difference", "low", "high", "sd", "p", "verdict", "adjusted_p",
@@ -390,7 +391,7 @@ def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callabl
     axes[0].set_yticks(range(len(groups)), labels, fontsize=7)
     axes[0].invert_yaxis()
     fig.suptitle("mean over seeds with 95 % t interval (hollow: one seed, no interval)", fontsize=10)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     return True
 
 

@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from vae_lightning.core.errors import UserError
+from vae_lightning.core.files import atomic_text, save_figure, write_text_atomically
 from vae_lightning.evaluation.results import scalars
 from vae_lightning.evaluation.seed_groups import (
     CONTRAST_METRICS,
@@ -238,12 +239,12 @@ def write_markdown(rows: list[Row], metric: str, ascending: bool, path: Path, sw
                   "sampler).", "", *groups_markdown(groups, GROUP_METRICS, shared_set.__contains__)]
     if contrasts:
         lines += ["", "## Contrasts", "", *VERDICT_WORDS, "", *contrasts_markdown(contrasts)]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n")
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
     cols = columns(rows, full=True)
-    with open(path, "w", newline="") as f:
+    with atomic_text(path) as f:
         writer = csv.writer(f)
         writer.writerow(["job", "status", "overrides", *cols, "error"])
         for row in rows:
@@ -270,7 +271,7 @@ def plot(rows: list[Row], metric: str, path: Path) -> None:
     ax.set_title(f"{len(shown)} jobs by {metric}" + (f"; {hidden} failed, unfinished or without it: not shown"
                                                      if hidden else ""), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def event_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
@@ -324,7 +325,7 @@ def plot_curves(rows: list[Row], path: Path) -> None:
         axes[0].legend(fontsize=6, loc="lower right")
     elif axes[0].lines:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=columns, fontsize=6)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def last_comparison(job: Path) -> Path | None:
@@ -350,7 +351,7 @@ def plot_grids(rows: list[Row], path: Path, ncols: int = 4) -> bool:
         ax.set_axis_off()
         title = f"{row.job}: {' '.join(row.varying)} ({figure.parent.name})"
         ax.set_title(textwrap.fill(title, width=60, max_lines=3), fontsize=9)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return True
 
 

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 from torchvision.utils import make_grid
+
+from vae_lightning.core.files import write_atomically
 
 if TYPE_CHECKING:
     from vae_lightning.model import VAEModule
@@ -47,19 +50,24 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return image.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def png_bytes(image: Tensor) -> bytes:
-    """An image [3, H, W] in [0, 1] encoded as PNG, once, for both the event file and the PNG file.
+def png_bytes(image: Tensor, text: dict[str, str] | None = None) -> bytes:
+    """An image [3, H, W] in [0, 1] encoded as PNG, once, for both the event file and the PNG file; `text`:
+    PNG text chunks (key: value) to store with it.
 
     Fast zlib level 1: these are mostly black digits and flat figure backgrounds, which compress
     well anyway, and the encoding is a large part of the callback's time."""
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", compress_level=1, pnginfo=info)
     return buffer.getvalue()
 
 
-def write_png(image: Tensor, path: Path) -> Path:
-    """Save an image [3, H, W] as a PNG file at `path` (its folder created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(image))
+def write_png(image: Tensor, path: Path, text: dict[str, str] | None = None) -> Path:
+    """Save an image [3, H, W] as a PNG file at `path` (its folder created), atomically: a failed write leaves
+    the earlier file, if any, and no part of the new one."""
+    data = png_bytes(image, text)
+    write_atomically(path, lambda f: f.write(data), size=len(data))
     log.info("wrote %s", path)
     return path

@@ -6,6 +6,7 @@
 - `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
   resuming with the run's own config plus the command's overrides; the folders a failed command made (and may
   remove), and a trained run never replaced unasked (`overwrite=true` moves it aside);
+- `earlier`: an earlier evaluation, picture or report never replaced unasked (the same result again replaces it);
 - `lock`: one writer per run folder (an advisory lock that dies with its process);
 - `members`: K seeds of one configuration trained in one process as one stacked model (model/members.py), with a
   run folder per member that every command reads as a single run's (`train 'seeds=[...]'`);

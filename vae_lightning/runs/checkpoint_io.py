@@ -31,5 +31,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         target = Path(path)
-        write_atomically(target, lambda f: torch.save(checkpoint, f), sync=True)
-        remove_stale_temporaries(target)
+        remove_stale_temporaries(target)  # first: a killed writer's part may be what fills the disk
+        write_atomically(target, lambda f: torch.save(checkpoint, f), sync=True, size=tensor_bytes(checkpoint))
+
+
+def tensor_bytes(tree: Any) -> int:
+    """The bytes of the tensors in a checkpoint (dicts, lists and tuples of them): nearly all of its file."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(v) for v in tree.values())
+    if isinstance(tree, list | tuple):
+        return sum(tensor_bytes(v) for v in tree)
+    return 0

@@ -36,7 +36,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from vae_lightning.core.errors import Interrupted, Requeued, Signalled, UserError
-from vae_lightning.core.files import write_atomically
+from vae_lightning.core.files import write_text_atomically
 from vae_lightning.runs import slurm
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def error_line(err: BaseException) -> str:
 def write_status(job_dir: Path, status: dict[str, Any]) -> None:
     """`<job>/status.json`, replaced atomically so that a reader never sees half a file."""
     text = json.dumps(status, indent=2, allow_nan=True) + "\n"
-    write_atomically(job_dir / STATUS_FILE, lambda f: f.write(text.encode()))
+    write_text_atomically(job_dir / STATUS_FILE, text)
 
 
 def read_status(job_dir: Path) -> dict[str, Any] | None:

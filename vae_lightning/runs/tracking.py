@@ -50,7 +50,7 @@ from torch import Tensor
 
 from vae_lightning.core.building import build
 from vae_lightning.core.errors import UserError
-from vae_lightning.core.files import write_atomically
+from vae_lightning.core.files import write_atomically, write_text_atomically
 from vae_lightning.pictures import png_bytes
 from vae_lightning.runs.folders import latest_run_config
 from vae_lightning.runs.sweep import in_multirun
@@ -141,7 +141,7 @@ def log_images(loggers: Sequence[Logger], images: Mapping[str, Tensor], step: in
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for tag, png in pngs.items():
-            (folder / _file_name(tag)).write_bytes(png)
+            write_atomically(folder / _file_name(tag), lambda f, png=png: f.write(png), size=len(png))
     return pngs
 
 
@@ -183,13 +183,13 @@ def _csv_images(log_dir: Path, pngs: Mapping[str, bytes], step: int, subdir: str
     for tag, png in pngs.items():
         path = log_dir / subdir / _file_name(tag)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+        write_atomically(path, lambda f, png=png: f.write(png), size=len(png))
         rows.append({"step": step, "tag": tag, "file": path.relative_to(log_dir).as_posix()})
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["step", "tag", "file"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomically(index, lambda f: f.write(text.getvalue().encode()))
+    write_text_atomically(index, text.getvalue())
 
 
 def _mlflow_images(logger: LightningMLFlowLogger, pngs: Mapping[str, bytes], step: int, subdir: str) -> None:
@@ -305,7 +305,7 @@ class _ContinuedWriter(ExperimentWriter):
         writer = csv.DictWriter(text, fieldnames=self.metrics_keys, lineterminator="\n")
         writer.writeheader()
         writer.writerows([*kept, *self.metrics])
-        write_atomically(Path(self.metrics_file_path), lambda f: f.write(text.getvalue().encode()))
+        write_text_atomically(Path(self.metrics_file_path), text.getvalue())
         self.metrics = []
 
 
@@ -409,7 +409,7 @@ class MLFlowLogger(LightningMLFlowLogger):
         if new:
             record = {"tracking_uri": self._tracking_uri, "experiment_id": self._experiment_id, "run_id": self._run_id}
             text = json.dumps(record, indent=2) + "\n"
-            write_atomically(self.run_dir / MLFLOW_RECORD, lambda f: f.write(text.encode()))
+            write_text_atomically(self.run_dir / MLFLOW_RECORD, text)
         return client
 
     def _recorded_steps(self) -> dict[str, int]:

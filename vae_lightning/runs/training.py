@@ -9,11 +9,14 @@ This module sits at the top of the library: it puts the callbacks (callbacks/) a
 
 from __future__ import annotations
 
+import errno
 import logging
 import shlex
 import sys
 import time
+import traceback
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +29,8 @@ from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, Ru
 from vae_lightning.core import rng
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
+from vae_lightning.core.errors import ResourcesExhausted, WriteFailed
+from vae_lightning.core.files import EXHAUSTED, causes, resource_error
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.runs import console, slurm, sweep, threads, tracking
 from vae_lightning.runs.checkpoint import (
@@ -115,34 +120,121 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     output = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized()
                   else cfg.trainer.get("default_root_dir") or Path.cwd())
-    # one writer per run folder (runs/lock.py): the process of global rank 0 holds it (DDP's other ranks run this
-    # function too, in processes of their own)
-    writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
-    with nullcontext() if other_rank() else writer:
-        trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                                   plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
-        threads.check_strategy(trainer)
-        console.say("%s: %s", "resuming" if checkpoint is not None else "run", run_line(output, module, annealing, cfg,
-                                                                                          trainer))
+    trainer: L.Trainer | None = None
+    raise_log_write_errors()
+    try:  # a full disk, a read-only folder or memory running out: one line (stopped_by_the_machine)
+        # one writer per run folder (runs/lock.py): the process of global rank 0 holds it (DDP's other ranks run
+        # this function too, in processes of their own)
+        writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
+        with nullcontext() if other_rank() else writer:
+            trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
+                            plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
+            threads.check_strategy(trainer)
+            console.say("%s: %s", "resuming" if checkpoint is not None else "run",
+                        run_line(output, module, annealing, cfg, trainer))
 
-        with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
-            if cfg.get("train"):
-                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-            if cfg.get("test"):
-                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-                if not cfg.get("train"):
-                    best = cfg.get("ckpt_path") or ""
-                log.info("Testing %s", best or "the current weights")
-                trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-                metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
-                                          cfg.get("seed"))
-        tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
-            console.say("%s", line)
-        return metrics
+            with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
+                if cfg.get("train"):
+                    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+                metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+                if cfg.get("test"):
+                    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+                    if not cfg.get("train"):
+                        best = cfg.get("ckpt_path") or ""
+                    log.info("Testing %s", best or "the current weights")
+                    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+                    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+            params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
+                                              cfg.get("seed"))
+            tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
+                console.say("%s", line)
+            return metrics
+    except Exception as err:
+        stopped = stopped_by_the_machine(err, output, trainer, cfg)
+        if stopped is None:
+            raise
+        raise stopped from err
+
+
+def raise_log_write_errors() -> None:
+    """A line that the run's log file (train.log) cannot take for want of space or permission stops the run like a
+    checkpoint that cannot be written (logging itself would print a traceback on stderr for every line, and go on)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handleError = partial(_log_write_failed, handler)  # type: ignore[method-assign]
+
+
+def _log_write_failed(handler: logging.FileHandler, record: logging.LogRecord) -> None:
+    cause = resource_error(sys.exc_info()[1])
+    if cause is None:
+        logging.FileHandler.handleError(handler, record)
+        return
+    raise WriteFailed(Path(handler.baseFilename), EXHAUSTED[cause.errno]) from cause
+
+
+def stopped_by_the_machine(err: Exception, output: Path, trainer: L.Trainer | None,
+                           cfg: DictConfig) -> ResourcesExhausted | None:
+    """Training stopped by the machine (a full disk or quota, a read-only folder, memory), in one line: what failed
+    where, the last good checkpoint and its step (intact: checkpoints are written atomically) and how to go on;
+    None for any other error."""
+    cause = resource_error(err)
+    failed = next((e for e in causes(err) if isinstance(e, WriteFailed)), None)  # Hydra's instantiate wraps it
+    if failed is not None:
+        what = str(failed)
+    elif cause is not None:
+        what = f"{EXHAUSTED[cause.errno]} in {output}: writing {cause.filename or written_by(cause)} failed"
+    elif isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and any(
+            words in str(err) for words in ("can't allocate memory", "out of memory"))):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        what = f"out of memory {moment(trainer)} ({first[:200]})"
+    else:
+        return None
+    last = output / "checkpoints" / "last.ckpt"
+    kept = (f"the last good checkpoint {last} (step {saved_step(last)}) is intact" if last.is_file()
+            else "no checkpoint had been written yet")
+    again = f"resume with: python -m vae_lightning.train ckpt_path={last}" if last.is_file() else "run it again"
+    if cause is None:
+        batch = OmegaConf.select(cfg, "data.batch_size")
+        smaller = f" data.batch_size={max(1, batch // 2)}" if isinstance(batch, int) and last.is_file() else ""
+        how = f"{again}{smaller} (a smaller batch)" if last.is_file() else "use a smaller data.batch_size"
+    elif cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        how = f"make {output} writable (or copy the run folder where you can write), then {again}"
+    else:
+        how = f"free some space on that device, then {again}"
+    return ResourcesExhausted(f"{what}; {kept}, and nothing half-written is left; {how}")
+
+
+def written_by(err: OSError) -> str:
+    """What a failed write without a file name was writing, from the code it failed in."""
+    files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(err.__traceback__)]
+    if any("tensorboard" in f for f in files):
+        return "TensorBoard events"
+    if any("csv" in f for f in files):
+        return "the CSV log"
+    return "a file"
+
+
+def moment(trainer: L.Trainer | None) -> str:
+    """When in training an error came, in words."""
+    if trainer is None:
+        return "before training"
+    if trainer.sanity_checking:
+        return "in the sanity check before training"
+    if trainer.validating:
+        return f"in the validation after step {trainer.global_step} (epoch {trainer.current_epoch})"
+    if trainer.testing:
+        return "in the test"
+    return f"in training step {trainer.global_step + 1} (epoch {trainer.current_epoch})"
+
+
+def saved_step(checkpoint: Path) -> int | str:
+    """The global step a checkpoint file holds (read lazily: memory-mapped)."""
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
+    except Exception:  # noqa: BLE001 - a line about another error must not fail
+        return "unknown"
 
 
 def shown(path: Path | str) -> str:
