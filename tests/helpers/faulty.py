@@ -37,6 +37,10 @@ from tensorboard.summary.writer import event_file_writer
 
 import vae_lightning.core.files as files
 from vae_lightning.model import VAEModule
+from vae_lightning.model.members import MemberStack
+
+# the training steps a fault can be injected into: a single run's and a K-member run's
+MODELS = (VAEModule, MemberStack)
 
 
 def no_space(error: int = errno.ENOSPC, filename: object = None) -> OSError:
@@ -107,14 +111,15 @@ def read_only_logs() -> None:
 
 
 def out_of_memory_at(step: int) -> None:
-    training_step = VAEModule.training_step
+    for model in MODELS:
+        training_step = model.training_step
 
-    def step_that_runs_out(self, batch, batch_idx):
-        if self.global_step == step:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1.00 GiB free)")
-        return training_step(self, batch, batch_idx)
+        def step_that_runs_out(self, batch, batch_idx, training_step=training_step):
+            if self.global_step == step:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1.00 GiB free)")
+            return training_step(self, batch, batch_idx)
 
-    VAEModule.training_step = step_that_runs_out
+        model.training_step = step_that_runs_out
 
 
 def die() -> None:
@@ -129,25 +134,23 @@ def kill_at(moment: str, n: int) -> None:
         return count["seen"] == n
 
     if moment == "step":
-        training_step = VAEModule.training_step
+        for model in MODELS:
+            def step_then_die(self, batch, batch_idx, training_step=model.training_step):
+                out = training_step(self, batch, batch_idx)
+                if self.global_step == n:
+                    die()
+                return out
 
-        def step_then_die(self, batch, batch_idx):
-            out = training_step(self, batch, batch_idx)
-            if self.global_step == n:
-                die()
-            return out
-
-        VAEModule.training_step = step_then_die
+            model.training_step = step_then_die
     elif moment == "validation":
-        validation_step = VAEModule.validation_step
+        for model in MODELS:
+            def validate_then_die(self, batch, batch_idx, validation_step=model.validation_step):
+                out = validation_step(self, batch, batch_idx)
+                if nth():
+                    die()
+                return out
 
-        def validate_then_die(self, batch, batch_idx):
-            out = validation_step(self, batch, batch_idx)
-            if nth():
-                die()
-            return out
-
-        VAEModule.validation_step = validate_then_die
+            model.validation_step = validate_then_die
     elif moment == "save":
         save = torch.save
 

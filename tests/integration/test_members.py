@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.commands import QUICK, TINY_CLASSIFIER, only_run, run_cli, tiny_overrides
+from helpers.commands import HELPERS, QUICK, TINY_CLASSIFIER, only_run, run_cli, tiny_overrides
 from helpers.tables import check_tables
 
 from vae_lightning import load_model
@@ -206,3 +207,36 @@ def test_members_of_a_four_member_run_agree_with_the_single_runs_at_their_seeds(
     standard_error = ((var(members) + var(singles)) / 4) ** 0.5
     assert abs(mean(members) - mean(singles)) <= 3 * standard_error, (members, singles)
     assert members != singles
+
+
+def test_a_full_disk_while_saving_a_members_checkpoint_keeps_the_last_good_stacked_one(mnist_root, tmp_path):
+    """The disk fills while the second epoch writes the first member's best checkpoint: one line, the stacked
+    checkpoint of the first epoch intact, and resuming it finishes every member."""
+    steps = ["trainer.limit_train_batches=3", "test=false", "seeds=[0,1]", "trainer.max_epochs=2"]
+    result = run_cli("helpers.faulty", "train", *tiny_overrides(mnist_root, tmp_path), *steps,
+                     env={"PYTHONPATH": os.pathsep.join([str(HELPERS.parent), os.environ.get("PYTHONPATH", "")]),
+                          "VAE_TEST_NO_SPACE": "epoch_001.ckpt"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    run = only_run(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: no space left on the device in {run / 'seed_0' / 'checkpoints'}: writing "
+                           "epoch_001.ckpt"), line
+    assert line.endswith(f"the last good checkpoint {last} (step 3) is intact, and nothing half-written is left; free "
+                         f"some space on that device, then resume with: python -m vae_lightning.train ckpt_path={last}")
+    assert not list(run.rglob("*.tmp*"))
+    again = run_cli("vae_lightning.train", f"ckpt_path={last}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert torch.load(run / "seed_1" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+
+def test_every_epoch_saves_the_stacked_and_the_members_last_checkpoints(mnist_root, tmp_path):
+    """A run killed in its third epoch resumes from the end of its second (its own last.ckpt and its members')."""
+    steps = ["trainer.limit_train_batches=3", "test=false", "seeds=[0,1]", "trainer.max_epochs=3"]
+    result = run_cli("helpers.faulty", "train", *tiny_overrides(mnist_root, tmp_path), *steps,
+                     env={"PYTHONPATH": os.pathsep.join([str(HELPERS.parent), os.environ.get("PYTHONPATH", "")]),
+                          "VAE_TEST_KILL_AT": "step:7"})
+    assert result.returncode == -9, result.stderr[-3000:]
+    run = only_run(tmp_path)
+    for path in (run / "checkpoints" / "last.ckpt", run / "seed_1" / "checkpoints" / "last.ckpt"):
+        assert torch.load(path, weights_only=False)["global_step"] == 6, path

@@ -63,7 +63,14 @@ from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import SEED as SEED_KEY
 from vae_lightning.runs.folders import split_override
 from vae_lightning.runs.lock import other_rank, run_lock
-from vae_lightning.runs.training import TRAINER_SETTINGS, run_line, shown, train
+from vae_lightning.runs.training import (
+    TRAINER_SETTINGS,
+    raise_log_write_errors,
+    run_line,
+    shown,
+    stopped_by_the_machine,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +237,17 @@ class MemberRuns(Callback):
                 f.write(line + "\n")
 
 
+def start_member_folder(folder: Path, member: DictConfig, seed: int) -> list[Any]:
+    """A member's `.hydra/` (its config, and its first command line: a resumed member keeps it, and with it its events'
+    label) and its trackers, built from its config."""
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    overrides = folder / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        OmegaConf.save(OmegaConf.create(member_overrides(seed)), overrides)
+    OmegaConf.save(OmegaConf.create(OmegaConf.to_container(member, resolve=True)), folder / ".hydra" / "config.yaml")
+    return [build(c, f"logger.{k}") for k, c in (member.get("logger") or {}).items() if c is not None]
+
+
 def _member_pictures(module: VAEModule, x: torch.Tensor, folder: Path, seed: int, loggers: list[Any],
                      step: int) -> None:
     """The member's final pictures (samples/final/ and its trackers): 64 digits decoded from its prior's fixed
@@ -278,60 +296,63 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
 
-    writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
-    with nullcontext() if other_rank() else writer:
-        loggers = []
-        for seed, folder, member in zip(seeds, folders, configs, strict=True):
-            (folder / ".hydra").mkdir(parents=True, exist_ok=True)
-            overrides = folder / ".hydra" / "overrides.yaml"
-            if not overrides.is_file():  # a resumed member keeps its first command line (its events' label)
-                OmegaConf.save(OmegaConf.create(member_overrides(seed)), overrides)
-            OmegaConf.save(OmegaConf.create(OmegaConf.to_container(member, resolve=True)), folder / ".hydra" /
-                           "config.yaml")
-            loggers.append([build(c, f"logger.{k}") for k, c in (member.get("logger") or {}).items() if c is not None])
-        annealing = KLAnnealing(build(cfg.annealing, "annealing"))
-        diagnostics = [build(c.callbacks.diagnostics, "callbacks.diagnostics") for c in configs] \
-            if (cfg.get("callbacks") or {}).get("diagnostics") is not None else None
-        members = MemberRuns(stack, folders, loggers, stored, diagnostics, datamodule.splits["val"].images)
-        kept = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()
-                if c is not None and k in KEPT_CALLBACKS]
-        saver = ModelCheckpoint(dirpath=output / "checkpoints", save_last=True, save_top_k=0,
-                                enable_version_counter=False)
-        callbacks = [annealing, RunConfig(group_stored), RandomState(), NonFiniteGuard(), members, saver, *kept]
-        trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=False,
-                                   plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
-        threads.check_strategy(trainer)
-        console.say("%s: %s, %d members (seeds %s)", "resuming" if checkpoint is not None else "run",
-                    run_line(output, modules[0], annealing, cfg, trainer).replace(f", seed {cfg.seed}", ""),
-                    len(seeds), ", ".join(map(str, seeds)))
-        with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
-            if cfg.get("train"):
-                trainer.fit(stack, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            results = [{**{f"val/{n}": float(v[k]) for n, v in stack.member_values.get("val", {}).items()},
-                        **members.diagnostic_values[k]} for k in range(len(seeds))]
-            if cfg.get("test"):
-                for k, (_, best) in enumerate(members.best):  # each member's best checkpoint, as a single run tests
-                    if best:
-                        stack.members[k].load_state_dict(load_checkpoint(best)["state_dict"])
-                trainer.test(stack, datamodule=datamodule, verbose=False)
-                for k in range(len(seeds)):
-                    results[k].update({f"test/{n}": float(v[k]) for n, v in stack.member_values["test"].items()})
-        batch = datamodule.splits["val"].images[:32].unsqueeze(1).float().div(255)
-        for k, (seed, folder) in enumerate(zip(seeds, folders, strict=True)):
-            module = stack.members[k]
-            _member_pictures(module, batch, folder, seed, loggers[k], trainer.global_step)
-            params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
-                                              seed)
-            tracking.log_hyperparameters(loggers[k], params, results[k], trainer.global_step)
-            for logger in loggers[k]:
-                logger.finalize("success")
-            sweep.write_status(folder, {"status": "completed", "metrics": results[k], "overrides":
-                                        member_overrides(seed), "threads": torch.get_num_threads(),
-                                        "member_of": {"run": str(output), "seeds": seeds}})
-        metrics = {key: sum(r[key] for r in results) / len(results) for key in results[0]} if results else {}
-        for line in summary_lines(output, seeds, results, time.perf_counter() - start):
-            console.say("%s", line)
-        return metrics
+    trainer: L.Trainer | None = None
+    raise_log_write_errors()
+    try:  # a full disk, a read-only folder or memory running out: one line, as for a single run
+        writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
+        with nullcontext() if other_rank() else writer:
+            loggers = [start_member_folder(folder, member, seed)
+                       for seed, folder, member in zip(seeds, folders, configs, strict=True)]
+            annealing = KLAnnealing(build(cfg.annealing, "annealing"))
+            diagnostics = [build(c.callbacks.diagnostics, "callbacks.diagnostics") for c in configs] \
+                if (cfg.get("callbacks") or {}).get("diagnostics") is not None else None
+            members = MemberRuns(stack, folders, loggers, stored, diagnostics, datamodule.splits["val"].images)
+            kept = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()
+                    if c is not None and k in KEPT_CALLBACKS]
+            # the stacked last.ckpt after every epoch (ModelCheckpoint's save_last alone, with no top-k to keep, would
+            # only save at the end of training); each member's last and best are written by MemberRuns
+            saver = ModelCheckpoint(dirpath=output / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                    save_last=False, enable_version_counter=False)
+            callbacks = [annealing, RunConfig(group_stored), RandomState(), NonFiniteGuard(), members, saver, *kept]
+            trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=False,
+                            plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
+            threads.check_strategy(trainer)
+            console.say("%s: %s, %d members (seeds %s)", "resuming" if checkpoint is not None else "run",
+                        run_line(output, modules[0], annealing, cfg, trainer).replace(f", seed {cfg.seed}", ""),
+                        len(seeds), ", ".join(map(str, seeds)))
+            with threads.cached_cuda_check(isinstance(trainer.accelerator, CPUAccelerator)):
+                if cfg.get("train"):
+                    trainer.fit(stack, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+                results = [{**{f"val/{n}": float(v[k]) for n, v in stack.member_values.get("val", {}).items()},
+                            **members.diagnostic_values[k]} for k in range(len(seeds))]
+                images = datamodule.splits["val"].images[:32].unsqueeze(1).float().div(255)
+                for k, (seed, folder) in enumerate(zip(seeds, folders, strict=True)):  # the last weights, as a run's
+                    _member_pictures(stack.members[k], images, folder, seed, loggers[k], trainer.global_step)
+                if cfg.get("test"):
+                    for k, (_, best) in enumerate(members.best):  # each member's best checkpoint, as a single run's
+                        if best:
+                            stack.members[k].load_state_dict(load_checkpoint(best)["state_dict"])
+                    trainer.test(stack, datamodule=datamodule, verbose=False)
+                    for k in range(len(seeds)):
+                        results[k].update({f"test/{n}": float(v[k]) for n, v in stack.member_values["test"].items()})
+            lr = OmegaConf.select(cfg, "model.optimizer.lr")
+            for k, (seed, folder) in enumerate(zip(seeds, folders, strict=True)):
+                params = tracking.hyperparameters(stack.members[k], annealing.schedule, lr, seed)
+                tracking.log_hyperparameters(loggers[k], params, results[k], trainer.global_step)
+                for logger in loggers[k]:
+                    logger.finalize("success")
+                sweep.write_status(folder, {"status": "completed", "metrics": results[k], "overrides":
+                                            member_overrides(seed), "threads": torch.get_num_threads(),
+                                            "member_of": {"run": str(output), "seeds": seeds}})
+            metrics = {key: sum(r[key] for r in results) / len(results) for key in results[0]} if results else {}
+            for line in summary_lines(output, seeds, results, time.perf_counter() - start):
+                console.say("%s", line)
+            return metrics
+    except Exception as err:
+        stopped = stopped_by_the_machine(err, output, trainer, cfg)
+        if stopped is None:
+            raise
+        raise stopped from err
 
 
 def summary_lines(output: Path, seeds: list[int], results: list[dict[str, float]], seconds: float) -> list[str]:
