@@ -110,17 +110,16 @@ def integrate_regions(module: VAEModule, x: Tensor, z: Tensor, log_weights: Tens
     for block in track(blocks, f"exact NLL, {regions * cells} grid points", len(blocks)):
         everyone = bool(active[:, block].all())
         images = [slice(None)] if everyone else [active[:, r].nonzero().squeeze(1) for r in block]
-        inputs = [x] if everyone else [x[i] for i in images]
-        totals = [torch.full((len(xs), len(block) if everyone else 1), -math.inf, dtype=x.dtype, device=x.device)
-                  for xs in inputs]
+        totals = [torch.full((len(x) if everyone else len(i), len(block) if everyone else 1), -math.inf,
+                             dtype=x.dtype, device=x.device) for i in images]
         for start in range(0, cells, chunk_size):
             logits = module.decoder(z[block, start:start + chunk_size].reshape(-1, dims).to(x))
             weights = log_weights[block, start:start + chunk_size].to(x)
             parts = [(logits, weights.reshape(-1))] if everyone else zip(
                 logits.reshape(len(block), -1, logits.shape[-1]), weights, strict=True)
-            for j, (part_logits, part_weights) in enumerate(parts):
-                log_p = module.likelihood.log_prob_pairs(inputs[j], part_logits) + part_weights  # [N_j, cells]
-                log_p = log_p.reshape(len(inputs[j]), totals[j].shape[1], -1)  # [N_j, regions, cells]
+            for j, (part_logits, part_weights) in enumerate(parts):  # the images gathered one region at a time
+                log_p = module.likelihood.log_prob_pairs(x[images[j]], part_logits) + part_weights  # [N_j, cells]
+                log_p = log_p.reshape(len(log_p), totals[j].shape[1], -1)  # [N_j, regions, cells]
                 totals[j] = torch.logaddexp(totals[j], torch.logsumexp(log_p, dim=2))
         if everyone:
             log_px_by_region[:, block] = totals[0]
