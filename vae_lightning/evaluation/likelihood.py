@@ -101,7 +101,9 @@ def integrate_regions(module: VAEModule, x: Tensor, z: Tensor, log_weights: Tens
     The cells are decoded once, `chunk_size` at a time (a block of whole regions, or part of one region),
     and scored against the images as one matrix product (the likelihood's `log_prob_pairs`): against all
     images for a block whose regions are active for all of them, else region by region against its
-    active images. Sums run as log-sum-exps, so memory is bounded by N x chunk_size whatever the grid size.
+    active images (all images when at least half are active: the inactive ones are then computed too,
+    which only makes them exact). Sums run as log-sum-exps, so memory is bounded by N x chunk_size
+    whatever the grid size.
     """
     regions, cells, dims = z.shape
     wanted = active.any(dim=0).nonzero().squeeze(1).tolist()
@@ -109,8 +111,10 @@ def integrate_regions(module: VAEModule, x: Tensor, z: Tensor, log_weights: Tens
     blocks = [wanted[i:i + per_block] for i in range(0, len(wanted), per_block)]
     for block in track(blocks, f"exact NLL, {regions * cells} grid points", len(blocks)):
         everyone = bool(active[:, block].all())
-        images = [slice(None)] if everyone else [active[:, r].nonzero().squeeze(1) for r in block]
-        totals = [torch.full((len(x) if everyone else len(i), len(block) if everyone else 1), -math.inf,
+        # a region active for at least half the images is scored against all of them: gathering would cost more
+        images = [slice(None)] if everyone else [slice(None) if 2 * int(active[:, r].sum()) >= len(x)
+                                                 else active[:, r].nonzero().squeeze(1) for r in block]
+        totals = [torch.full((len(x) if isinstance(i, slice) else len(i), len(block) if everyone else 1), -math.inf,
                              dtype=x.dtype, device=x.device) for i in images]
         for start in range(0, cells, chunk_size):
             logits = module.decoder(z[block, start:start + chunk_size].reshape(-1, dims).to(x))
