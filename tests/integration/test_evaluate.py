@@ -93,10 +93,13 @@ def test_samplers_add_the_model_prior_unless_listed():
     samplers = evaluate_cfg().samplers
     listed = samplers_with_own(samplers, GaussianPrior(2, 0.0, 1.0))  # = N(0, 1), the first entry
     assert [s.name for s, _ in listed] == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2",
-                                           "beta_4_3", "aggregate_posterior", "gmm_10", "q_flow_nsf_4"]
-    assert [own for _, own in listed] == [True] + [False] * 8
+                                           "beta_4_3", "aggregate_posterior", "gmm_10"]
+    assert [own for _, own in listed] == [True] + [False] * 7
     added = samplers_with_own(samplers, BetaPrior(2, 2.0, 5.0))
-    assert len(added) == 10 and added[-1][0].name == "beta_2_5" and added[-1][1]
+    assert len(added) == 9 and added[-1][0].name == "beta_2_5" and added[-1][1]
+    # the study's evaluation list: the same, then the flow fitted to q(z) (opt-in: slow to fit)
+    study = samplers_with_own(evaluate_cfg("samplers=study_fitted").samplers, GaussianPrior(2, 0.0, 1.0))
+    assert [s.name for s, _ in study] == [s.name for s, _ in listed] + ["q_flow_nsf_4"]
     assert all(s.latent_dim == 2 for s, _ in added)
 
 
@@ -146,7 +149,7 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
     assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",
-                          "aggregate_posterior", "gmm_10", "q_flow_nsf_4", "test"]
+                          "aggregate_posterior", "gmm_10", "test"]
     assert rows["normal_0_1"]["model_prior"] and rows["test"]["fid"] == pytest.approx(0, abs=1e-6)
     assert saved["likelihood"]["nll_exact"]["grid_points"] == saved["likelihood"]["nll_exact"]["points_per_dim"] ** 2
     tags = scalar_tags(five_epoch_run)  # a few eval/ cards beside the training curves, not one per sampler and score

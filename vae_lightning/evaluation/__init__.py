@@ -2,8 +2,8 @@
 sample quality.
 
 - `likelihood`: the test ELBO, the importance-weighted bound (IWAE, Burda et al. 2016) and the exact
-  likelihood by quadrature over the prior for small latents (`quadrature_grid`); `likelihood_metrics`
-  is the suite evaluate runs;
+  likelihood by quadrature over the prior for small latents (`quadrature_grid`, refined only where an
+  image's p(x) lies: `nll_exact`); `likelihood_metrics` is the suite evaluate runs;
 - `diagnostics`: active units, I(x; z) (shared with the training callback);
 - `quality`: Fréchet distance, clarity, diversity, class coverage of each sampler's samples;
 - `classifier`: the digit classifier that scores samples (trained once, cached);

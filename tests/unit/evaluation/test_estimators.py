@@ -7,12 +7,24 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.distributions import Bernoulli, Beta, ContinuousBernoulli, Distribution
 
+from vae_lightning.core.progress import no_track
 from vae_lightning.core.rng import seeded
+from vae_lightning.evaluation import likelihood
 from vae_lightning.evaluation.diagnostics import active_units
-from vae_lightning.evaluation.likelihood import exact_log_likelihood, iwae_log_likelihood, quadrature_grid
+from vae_lightning.evaluation.likelihood import (
+    NEGLIGIBLE,
+    by_region,
+    dilate,
+    exact_log_likelihood,
+    iwae_log_likelihood,
+    nll_exact,
+    quadrature_grid,
+    regions_that_matter,
+)
 from vae_lightning.evaluation.quality import (
     clarity,
     classes_covering,
@@ -146,6 +158,70 @@ def test_exact_log_likelihood_under_the_continuous_bernoulli_matches_brute_force
     # and it is not the Bernoulli expression on the same gray pixels
     bernoulli, _ = exact_log_likelihood(tiny_vae(prior, decoder), x, points_per_dim=512, chunk_size=10_000)
     assert (bernoulli - expected).abs().min() > 1.0
+
+
+def test_regions_tile_the_grid_and_keep_its_weights():
+    prior = GaussianPrior(2, loc=1.0, scale=2.0)
+    z, log_w = quadrature_grid(prior, 16, tail=1e-3)
+    z_r, log_w_r = by_region(z, log_w, 4)
+    assert z_r.shape == (16, 16, 2) and log_w_r.shape == (16, 16)
+    assert torch.equal(torch.sort(log_w_r.reshape(-1)).values, torch.sort(log_w).values)
+    # region r is cell r of the 4-point grid: its 4 x 4 cells lie inside that cell, around its midpoint
+    coarse, _ = quadrature_grid(prior, 4, tail=1e-3)
+    lo, hi = prior.quantile(torch.tensor([[1e-3], [1 - 1e-3]], dtype=F64))
+    half_cell = (hi - lo) / 8
+    assert torch.allclose(z_r.mean(dim=1), coarse)
+    assert ((z_r - coarse[:, None]).abs() < half_cell).all()
+
+
+def test_dilate_grows_a_mask_by_one_region_in_every_direction():
+    mask = torch.zeros(2, 5, 5, dtype=torch.bool)
+    mask[0, 2, 2] = mask[1, 0, 4] = True
+    grown = dilate(mask)
+    assert torch.equal(grown[0].nonzero(), torch.cartesian_prod(torch.arange(1, 4), torch.arange(1, 4)))
+    assert torch.equal(grown[1].nonzero(), torch.tensor([[0, 3], [0, 4], [1, 3], [1, 4]]))
+
+
+def test_regions_that_matter_are_those_above_the_negligible_share_and_their_neighbours():
+    log_px = torch.full((1, 16), -1000.0)
+    log_px[0, 5] = 0.0
+    log_px[0, 15] = -NEGLIGIBLE + 1  # above e^-NEGLIGIBLE of p(x): it matters, with its neighbours
+    log_px[0, 0] = -NEGLIGIBLE - 1  # below: it does not
+    matters = regions_that_matter(log_px, 4, 2).reshape(4, 4)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[0:3, 0:3] = True  # around region 5 = (1, 1)
+    expected[2:4, 2:4] = True  # around region 15 = (3, 3)
+    assert torch.equal(matters, expected)
+
+
+def test_nll_exact_refining_only_what_matters_equals_the_full_finest_grid(monkeypatch):
+    """A peaked 2-D model (300 pixels) and images drawn from it, each with its own bump: the refined grids
+    integrate a part of the image-region pairs, and the result is the full grid's at the same points per
+    dimension."""
+    torch.manual_seed(3)
+    decoder = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 300))
+    with torch.no_grad():
+        decoder[0].weight.mul_(3)
+        decoder[2].weight.mul_(3)
+    module = tiny_vae(NormalPrior(2), decoder, nn.Linear(300, 4))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        x = (torch.rand(40, 300, generator=gen) < torch.sigmoid(decoder(torch.randn(40, 2, generator=gen)))).float()
+    shares = []
+    integrate = likelihood.integrate_regions
+    monkeypatch.setattr(likelihood, "integrate_regions", lambda module, x, z, log_w, active, *rest: (
+        shares.append(float(active.float().mean())), integrate(module, x, z, log_w, active, *rest))[1])
+    cfg = OmegaConf.create({"points_per_dim": 8, "max_points_per_dim": 256, "tolerance": 1e-3, "chunk_size": 512,
+                            "tail": 1e-9})
+    with torch.no_grad():
+        summary, nll = nll_exact(module, x, cfg, no_track)
+    monkeypatch.undo()
+    with torch.no_grad():
+        full, mass = exact_log_likelihood(module, x, summary["points_per_dim"], chunk_size=4096)
+    assert summary["points_per_dim"] >= 64 and summary["prior_mass_on_grid"] == pytest.approx(mass)
+    assert shares[:2] == [1.0, 1.0] and max(shares[2:]) < 0.6  # the first two grids in full, then a part
+    assert (nll + full.double()).abs().max() < 1e-4
+    assert summary["value"] == pytest.approx(float(-full.double().mean()), abs=1e-5)
 
 
 def test_iwae_bounds_are_nested_deterministic_and_reach_the_exact_likelihood():
