@@ -26,7 +26,8 @@ TINY_CLASSIFIER = ["classifier.model.channels=[4,8]", "classifier.model.features
 PICTURED_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
                   "callbacks.prior_grid.latent_every_n_epochs=1", "callbacks.prior_grid.n_samples=16"]
 # evaluate small enough for seconds: the likelihood on the 128 synthetic test images, 200 samples per sampler
-QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64"]
+QUICK = ["n_samples=200", "iwae.k=20", "exact.points_per_dim=16", "exact.max_points_per_dim=64", "batch_size=64",
+         "mechanisms.gaps.n_images=8", "mechanisms.gaps.steps=10", "mechanisms.holes.n_draws=500"]
 
 
 def tiny_overrides(data_root: Path, log_dir: Path) -> list[str]:

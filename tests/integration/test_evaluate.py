@@ -145,7 +145,8 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
                      "per_image.csv, report.md, sample_quality.png")
     assert following.startswith(f"next: {out / 'report.md'} ") and f"tensorboard --logdir {five_epoch_run}" in following
     assert wrote in (out / "evaluate.log").read_text()
-    assert check_tables((out / "report.md").read_text()) == 3  # likelihood, KL per dimension, sample quality
+    # likelihood, KL per dimension, sample quality, the mechanisms, precision and recall
+    assert check_tables((out / "report.md").read_text()) == 5
     saved = json.loads((out / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}
     assert list(rows) == ["normal_0_1", "gaussian_1_2", "beta_1_1", "beta_1.1_1.1", "beta_1.1_2", "beta_4_3",
@@ -169,3 +170,24 @@ def test_evaluate_cli_errors_are_one_line_and_leave_nothing(mnist_root, tmp_path
     with pytest.raises(UserError, match="ckpt_path=.*no.ckpt.* does not exist"):
         evaluate_checkpoint(evaluate_cfg(f"ckpt_path={tmp_path / 'no.ckpt'}", f"eval_dir={tmp_path / 'eval'}"))
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_measures_why_a_prior_wins(evaluated_run):
+    """metrics.json's mechanisms (evaluation/mechanisms.py) through the command: ELBO surgery whose parts sum to the
+    average KL, the prior's holes, the bound gaps in the right order, precision and recall per sampler, in the
+    printed tables and the trackers' scalars."""
+    run, _ = evaluated_run
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    surgery = metrics["mechanisms"]["surgery"]
+    assert surgery["kl"] == pytest.approx(surgery["mutual_information"] + surgery["marginal_kl"], abs=1e-9)
+    assert 0 <= surgery["mutual_information"] <= surgery["log_n"] + 1e-9 and surgery["marginal_kl"] >= -0.05
+    holes = metrics["mechanisms"]["prior_holes"]
+    assert 0 <= holes["mass"] <= 1 and holes["n_draws"] == 500 and holes["ratio"] == 0.1
+    gaps = metrics["mechanisms"]["bound_gaps"]
+    assert gaps["n_images"] == 8 and gaps["amortization_gap"] >= 0 and gaps["elbo_best"] >= gaps["elbo_encoder"]
+    assert gaps["inference_gap"] == pytest.approx(gaps["approximation_gap"] + gaps["amortization_gap"], abs=1e-9)
+    rows = [r for r in metrics["sample_quality"]["rows"] if r["name"] != "test"]
+    assert rows and all(0 <= r[m] <= 1 for r in rows for m in ("precision", "recall", "coverage"))
+    text = (run / "eval" / "report.md").read_text()
+    assert "| KL(q(z) ‖ p(z)) (nats) |" in text and "| sampler | precision | recall | density | coverage |" in text
+    assert check_tables(text) == 5

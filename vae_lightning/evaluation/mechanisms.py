@@ -27,10 +27,13 @@ All densities are in nats; the estimators take a trained `VAEModule` through its
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 
 from vae_lightning.core.rng import seeded
@@ -174,3 +177,47 @@ def optimal_elbo(module: VAEModule, x: Tensor, steps: int = 200, n_draws: int = 
         encoder = elbo_of(module, x, start, 4 * n_draws, seed=seed)
         best = elbo_of(module, x, params.detach(), 4 * n_draws, seed=seed)
     return encoder, torch.maximum(best, encoder)  # never below the start: the search may only improve on it
+
+
+@torch.no_grad()
+def encoder_outputs(module: VAEModule, x: Tensor, batch_size: int) -> Tensor:
+    """The encoder's posterior parameters [N, 2D] of images x, `batch_size` at a time."""
+    return torch.cat([module.encoder(chunk) for chunk in x.split(batch_size)])
+
+
+def mechanism_metrics(module: VAEModule, x: Tensor, nll_exact: Tensor | None, clarity_of: Callable[[Tensor], float],
+                      cfg: DictConfig, batch_size: int, seed: int, timings: dict[str, float]) -> dict[str, Any]:
+    """metrics.json's `mechanisms` (`evaluate`'s `mechanisms:` settings): the ELBO surgery of the test posteriors,
+    the prior's holes with the clarity of the digits decoded from prior draws inside and outside them
+    (`clarity_of(images)`: the classifier's mean top probability), and the bound gaps of the first
+    `cfg.gaps.n_images` test images against their exact likelihood (per image `nll_exact`, when computed)."""
+    start = time.perf_counter()
+    params = encoder_outputs(module, x, batch_size)
+    surgery = elbo_surgery(module.prior, params, seed=seed)
+    out: dict[str, Any] = {"surgery": vars(surgery)}
+    timings["surgery"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    holes = prior_holes(module.prior, params, cfg.holes.n_draws, cfg.holes.ratio, seed=seed)
+    with torch.no_grad():
+        images = torch.cat([module.decode(chunk) for chunk in holes.draws.to(params.device).split(batch_size)])
+    inside, outside = images[holes.in_hole.to(images.device)], images[~holes.in_hole.to(images.device)]
+    out["prior_holes"] = {"ratio": holes.ratio, "n_draws": len(holes.draws), "mass": holes.mass,
+                          "clarity_in_holes": clarity_of(inside) if len(inside) else None,
+                          "clarity_elsewhere": clarity_of(outside) if len(outside) else None}
+    timings["prior_holes"] = time.perf_counter() - start
+
+    n = min(cfg.gaps.n_images, len(x))
+    if n > 0:
+        start = time.perf_counter()
+        with torch.enable_grad():
+            encoder, best = optimal_elbo(module, x[:n], cfg.gaps.steps, cfg.gaps.n_draws, cfg.gaps.lr, seed=seed)
+        gaps: dict[str, Any] = {"n_images": n, "steps": cfg.gaps.steps, "elbo_encoder": float(encoder.mean()),
+                                "elbo_best": float(best.mean()), "amortization_gap": float((best - encoder).mean())}
+        if nll_exact is not None:
+            log_px = -nll_exact[:n].to(best)
+            gaps.update({"log_px": float(log_px.mean()), "approximation_gap": float((log_px - best).mean()),
+                         "inference_gap": float((log_px - encoder).mean())})
+        out["bound_gaps"] = gaps
+        timings["bound_gaps"] = time.perf_counter() - start
+    return out

@@ -45,9 +45,10 @@ from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.core.progress import no_track, progress_bar
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.evaluation import classifier
-from vae_lightning.evaluation.classifier import load_or_train
+from vae_lightning.evaluation.classifier import classify, load_or_train
 from vae_lightning.evaluation.likelihood import IWAE_K, likelihood_metrics
-from vae_lightning.evaluation.quality import reference_of, sample_quality
+from vae_lightning.evaluation.mechanisms import mechanism_metrics
+from vae_lightning.evaluation.quality import clarity, reference_of, sample_quality
 from vae_lightning.evaluation.results import results_markdown, save_figures, tensorboard_scalars
 from vae_lightning.latent.samplers import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
@@ -77,6 +78,10 @@ SETTINGS: dict[str, Check] = {
     "exact.max_points_per_dim": integer(2), "exact.chunk_size": COUNT,
     "exact.tolerance": POSITIVE, "exact.tail": number(0, 0.5, above=True),
     "active_units_threshold": NON_NEGATIVE,
+    "mechanisms.holes.ratio": number(0, 1, above=True), "mechanisms.holes.n_draws": COUNT,
+    "mechanisms.gaps.n_images": NON_NEGATIVE_COUNT, "mechanisms.gaps.steps": NON_NEGATIVE_COUNT,
+    "mechanisms.gaps.n_draws": COUNT, "mechanisms.gaps.lr": POSITIVE,
+    "mechanisms.precision_recall.n_images": NON_NEGATIVE_COUNT, "mechanisms.precision_recall.k": COUNT,
     **classifier.SETTINGS,
 }
 
@@ -220,6 +225,13 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
                 for s in build_samplers(cfg.samplers, module.latent_dim, module.prior)]
     rows = sample_quality(module, samplers, classifier, reference, data.fit_images, cfg, track, timings)
     timings["sample_quality"] = time.perf_counter() - start
+    mechanisms = None
+    if cfg.mechanisms.enabled:  # why a prior wins (evaluation/mechanisms.py)
+        def clarity_of(images: torch.Tensor) -> float:
+            return clarity(classify(classifier, images, cfg.batch_size)[1])
+
+        mechanisms = mechanism_metrics(module, x, per_image.get("nll_exact"), clarity_of, cfg.mechanisms,
+                                       cfg.batch_size, cfg.seed, timings)
 
     units = likelihood_units(module.likelihood, data.binarize)
     results = {
@@ -231,6 +243,7 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
         "per_image": {"file": PER_IMAGE_FILE, "rows": len(x), "columns": ["index", "label", *per_image]},
         "sample_quality": {"n_samples": cfg.n_samples, "n_test": reference.n_images, "classifier": record,
                            "rows": rows},
+        **({"mechanisms": mechanisms} if mechanisms is not None else {}),
         "timings_s": timings,
     }
     text = results_markdown(results)

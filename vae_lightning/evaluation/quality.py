@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vae_lightning.core.progress import Track
 from vae_lightning.evaluation.classifier import DigitClassifier, as_input, classify
+from vae_lightning.evaluation.mechanisms import precision_recall
 from vae_lightning.latent import LatentDistribution
 from vae_lightning.latent.base import Images
 from vae_lightning.latent.samplers import fit_samplers
@@ -107,6 +108,7 @@ class Reference:
     statistics: tuple[Tensor, Tensor]
     row: dict[str, Any]
     n_images: int
+    features: Tensor | None = None  # the test images' features, for precision and recall
 
 
 @torch.no_grad()
@@ -115,7 +117,7 @@ def reference_of(classifier: DigitClassifier, test_images: Tensor, batch_size: i
     features, probs = classify(classifier, as_input(test_images), batch_size)
     statistics = feature_statistics(features)
     row = {**quality_row(TEST_ROW, "test set", features, probs, statistics), "model_prior": False}
-    return Reference(statistics, row, len(test_images))
+    return Reference(statistics, row, len(test_images), features)
 
 
 @torch.no_grad()
@@ -132,7 +134,11 @@ def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, b
         z = sampler.sample(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed))
         timings[f"draw {sampler.name}"] = time.perf_counter() - start
         images = torch.cat([module.decode(chunk) for chunk in z.split(cfg.batch_size)])
-        row = quality_row(sampler.name, sampler.label, *classify(classifier, images, cfg.batch_size),
-                          reference.statistics)
+        features, probs = classify(classifier, images, cfg.batch_size)
+        row = quality_row(sampler.name, sampler.label, features, probs, reference.statistics)
+        settings = OmegaConf.select(cfg, "mechanisms.precision_recall")
+        if settings is not None and cfg.mechanisms.enabled and settings.n_images > 0 and reference.features is not None:
+            n = settings.n_images  # evaluation/mechanisms.py: Kynkäänniemi et al. 2019, Naeem et al. 2020
+            row.update(vars(precision_recall(reference.features[:n], features[:n], k=settings.k)))
         rows.append({**row, "model_prior": own})
     return [*rows, reference.row]

@@ -16,7 +16,8 @@ from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW, entropy
 
 # Sample-quality scores per sampler, and the name under which the model's own prior is scored a second
 # time (`eval/fid/own_prior`), so that models with different priors compare on one column
-QUALITY = ("fid", "clarity", "diversity", "probability_entropy", "classes_90")
+QUALITY = ("fid", "clarity", "diversity", "probability_entropy", "classes_90", "precision", "recall", "density",
+           "coverage")
 OWN_PRIOR = "own_prior"
 
 
@@ -32,8 +33,22 @@ def scalars(results: dict[str, Any]) -> dict[str, float]:
     for row in results["sample_quality"]["rows"]:
         row = quality_of(row)
         names = [row["name"], OWN_PRIOR] if row.get("model_prior") else [row["name"]]
-        out.update({f"eval/{m}/{name}": row[m] for m in QUALITY for name in names})
+        out.update({f"eval/{m}/{name}": row[m] for m in QUALITY for name in names if m in row})
+    out.update(mechanism_scalars(results.get("mechanisms")))
     return {k: float(v) for k, v in out.items()}
+
+
+def mechanism_scalars(mechanisms: dict[str, Any] | None) -> dict[str, float]:
+    """metrics.json's `mechanisms` as flat `eval/...` scalars (those that were computed)."""
+    if not mechanisms:
+        return {}
+    out = {f"eval/surgery/{k}": v for k, v in mechanisms["surgery"].items() if k != "log_n"}
+    out.update({f"eval/prior_holes/{k}": v for k, v in mechanisms["prior_holes"].items()
+                if k in ("mass", "clarity_in_holes", "clarity_elsewhere") and v is not None})
+    gaps = mechanisms.get("bound_gaps") or {}
+    out.update({f"eval/bound_gaps/{k}": gaps[k] for k in ("amortization_gap", "approximation_gap", "inference_gap")
+                if k in gaps})
+    return out
 
 
 def quality_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +64,10 @@ def quality_of(row: dict[str, Any]) -> dict[str, Any]:
 # The scalars an evaluation adds to the run's TensorBoard: a few cards under eval/, not one per sampler and
 # score (those are in metrics.json, report.md, the sweep report and the sample_quality figure)
 TENSORBOARD_SCALARS = ("eval/elbo", "eval/recon", "eval/kl", "eval/nll_iwae", "eval/nll_exact", "eval/active_units",
-                       "eval/fid/own_prior", "eval/clarity/own_prior", "eval/diversity/own_prior")
+                       "eval/fid/own_prior", "eval/clarity/own_prior", "eval/diversity/own_prior",
+                       "eval/precision/own_prior", "eval/recall/own_prior", "eval/surgery/mutual_information",
+                       "eval/surgery/marginal_kl", "eval/prior_holes/mass", "eval/bound_gaps/amortization_gap",
+                       "eval/bound_gaps/approximation_gap")
 
 
 def tensorboard_scalars(results: dict[str, Any]) -> dict[str, float]:
@@ -116,10 +134,48 @@ def results_markdown(results: dict[str, Any]) -> str:
         *(f"| {r['label']}{' (model prior)' if r['model_prior'] else ''} | {r['fid']:.2f} | {r['clarity']:.3f} | "
           f"{r['diversity']:.3f} | {r['probability_entropy']:.3f} | {r['classes_90']} |"
           for r in quality["rows"]),
+        *mechanisms_markdown(results.get("mechanisms"), quality["rows"]),
         "",
         "Time (s): " + ", ".join(f"{k} {v:.3g}" for k, v in results["timings_s"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _value(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def mechanisms_markdown(mechanisms: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+    """The tables of metrics.json's `mechanisms` and of each sampler's precision and recall
+    (evaluation/mechanisms.py)."""
+    if not mechanisms:
+        return []
+    surgery, holes = mechanisms["surgery"], mechanisms["prior_holes"]
+    lines = ["", "Why a prior wins (evaluation/mechanisms.py). ELBO surgery (Hoffman & Johnson 2016): the average KL "
+             "= I(x; z) + KL(q(z) || p(z)), q(z) the aggregate posterior of the test images; prior holes: the "
+             f"prior's mass where q(z) < {holes['ratio']:g} p(z), and the clarity of digits decoded from prior draws "
+             "there and elsewhere; bound gaps (Cremer et al. 2018): log p(x) - ELBO = approximation gap (the best "
+             "posterior of the family) + amortization gap (the encoder's against that best).", "",
+             "| measure | value |", "|---|---|",
+             f"| average KL (nats) | {surgery['kl']:.3f} |",
+             f"| I(x; z) (nats, at most log N = {surgery['log_n']:.2f}) | {surgery['mutual_information']:.3f} |",
+             f"| KL(q(z) ‖ p(z)) (nats) | {surgery['marginal_kl']:.3f} |",
+             f"| prior mass in holes | {holes['mass']:.3f} |",
+             f"| clarity of prior draws in holes / elsewhere | {_value(holes['clarity_in_holes'], 3)} / "
+             f"{_value(holes['clarity_elsewhere'], 3)} |"]
+    gaps = mechanisms.get("bound_gaps")
+    if gaps:
+        lines += [f"| amortization gap (nats, first {gaps['n_images']} images) | {gaps['amortization_gap']:.3f} |",
+                  f"| approximation gap (nats) | {_value(gaps.get('approximation_gap'), 3)} |"]
+    scored = [r for r in rows if "precision" in r]
+    if scored:
+        lines += ["", "Precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et al. 2020) "
+                  "of each sampler's classifier features against the test images' (higher is better: precision and "
+                  "density, the samples look like test digits; recall and coverage, the test digits are covered).",
+                  "", "| sampler | precision | recall | density | coverage |", "|---|---|---|---|---|",
+                  *(f"| {r['label']}{' (model prior)' if r['model_prior'] else ''} | {r['precision']:.3f} | "
+                    f"{r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} |" for r in scored)]
+    return lines
 
 
 def save_figures(results: dict[str, Any], out: Path) -> list[str]:

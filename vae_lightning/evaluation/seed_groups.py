@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 # sample quality of each model's own prior
 CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
                     "diagnostics/mutual_information", "eval/fid/own_prior", "eval/clarity/own_prior",
-                    "eval/diversity/own_prior")
+                    "eval/diversity/own_prior", "eval/precision/own_prior", "eval/recall/own_prior",
+                    "eval/surgery/marginal_kl", "eval/prior_holes/mass")
 # The unit of each metric that an equivalence margin may be given in (a prefix names a metric per sampler)
 UNITS = {"test/elbo": "nats", "val/elbo": "nats", "eval/elbo": "nats", "eval/nll_exact": "nats",
          "eval/nll_iwae": "nats", "diagnostics/mutual_information": "nats", "eval/active_units": "dimensions",
          "eval/fid/": "FID", "eval/clarity/": "probability", "eval/diversity/": "nats",
-         "eval/probability_entropy/": "nats"}
+         "eval/probability_entropy/": "nats", "eval/surgery/": "nats", "eval/bound_gaps/": "nats",
+         "eval/prior_holes/mass": "probability", "eval/precision/": "probability", "eval/recall/": "probability"}
 # The family of the contrasts given on the command line (--contrast) or as a plain list in a contrasts file
 DEFAULT_FAMILY = "contrasts"
 

@@ -70,7 +70,9 @@ UNFINISHED = "no status.json: still running, or stopped before the end (see the 
 # the configuration table's metrics, when present
 GROUP_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
                  "diagnostics/mutual_information", "eval/fid/own_prior", "eval/clarity/own_prior",
-                 "eval/diversity/own_prior", "eval/fid/aggregate_posterior")
+                 "eval/diversity/own_prior", "eval/fid/aggregate_posterior", "eval/precision/own_prior",
+                 "eval/recall/own_prior", "eval/surgery/mutual_information", "eval/surgery/marginal_kl",
+                 "eval/prior_holes/mass", "eval/bound_gaps/amortization_gap", "eval/bound_gaps/approximation_gap")
 
 
 @dataclass
