@@ -155,7 +155,10 @@ def test_evaluate_cli_writes_report_figures_metrics_and_tensorboard(five_epoch_r
     assert saved["likelihood"]["nll_exact"]["grid_points"] == saved["likelihood"]["nll_exact"]["points_per_dim"] ** 2
     tags = scalar_tags(five_epoch_run)  # a few eval/ cards beside the training curves, not one per sampler and score
     assert {"eval/elbo", "eval/nll_iwae", "eval/nll_exact", "eval/fid/own_prior", "eval/active_units"} <= tags
-    assert not {t for t in tags if t.startswith("eval/") and t.count("/") == 2 and "own_prior" not in t}
+    per_sampler = {t for t in tags if t.startswith("eval/") and t.count("/") == 2 and "own_prior" not in t
+                   and not t.startswith(("eval/surgery/", "eval/prior_holes/", "eval/bound_gaps/"))}
+    assert not per_sampler
+    assert {"eval/surgery/marginal_kl", "eval/prior_holes/mass", "eval/bound_gaps/amortization_gap"} <= tags
     events = b"".join(p.read_bytes() for p in event_folder(five_epoch_run).glob("events.out.tfevents.*"))
     _, session_start, _ = hparams({"x": 1}, {})
     assert session_start.value[0].tag.encode() in events  # the HPARAMS session
