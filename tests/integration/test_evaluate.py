@@ -188,9 +188,25 @@ def test_evaluate_measures_why_a_prior_wins(evaluated_run):
     assert 0 <= holes["mass"] <= 1 and holes["n_draws"] == 500 and holes["ratio"] == 0.1
     gaps = metrics["mechanisms"]["bound_gaps"]
     assert gaps["n_images"] == 8 and gaps["amortization_gap"] >= 0 and gaps["elbo_best"] >= gaps["elbo_encoder"]
+    assert set(metrics["mechanisms"]["iwae_gap"]) == {"20"} and metrics["mechanisms"]["iwae_gap"]["20"] > -0.05
     assert gaps["inference_gap"] == pytest.approx(gaps["approximation_gap"] + gaps["amortization_gap"], abs=1e-9)
     rows = [r for r in metrics["sample_quality"]["rows"] if r["name"] != "test"]
     assert rows and all(0 <= r[m] <= 1 for r in rows for m in ("precision", "recall", "coverage"))
     text = (run / "eval" / "report.md").read_text()
     assert "| KL(q(z) ‖ p(z)) (nats) |" in text and "| sampler | precision | recall | density | coverage |" in text
     assert check_tables(text) == 5
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("mechanisms.holes.ratio=1", "error: mechanisms.holes.ratio=1 is invalid: must be"),
+    ("mechanisms.gaps.steps=0", "error: mechanisms.gaps.steps=0 is invalid: must be"),
+    ("mechanisms.gaps.n_images=129", "error: mechanisms.gaps.n_images=129 is invalid: must be at most the 128 test "
+                                     "images evaluated (0: no bound gaps)"),
+])
+def test_bad_mechanism_settings_are_one_line_and_write_nothing(evaluated_run, mnist_root, tmp_path, override, message):
+    run, cache = evaluated_run
+    out = tmp_path / "eval"
+    result = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK, f"eval_dir={out}",
+                     override)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

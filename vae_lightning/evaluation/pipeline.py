@@ -39,7 +39,7 @@ from vae_lightning.core.checks import (
     number,
 )
 from vae_lightning.core.devices import pick_device
-from vae_lightning.core.errors import UserError
+from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.core.files import write_text_atomically
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.core.progress import no_track, progress_bar
@@ -78,8 +78,8 @@ SETTINGS: dict[str, Check] = {
     "exact.max_points_per_dim": integer(2), "exact.chunk_size": COUNT,
     "exact.tolerance": POSITIVE, "exact.tail": number(0, 0.5, above=True),
     "active_units_threshold": NON_NEGATIVE,
-    "mechanisms.holes.ratio": number(0, 1, above=True), "mechanisms.holes.n_draws": COUNT,
-    "mechanisms.gaps.n_images": NON_NEGATIVE_COUNT, "mechanisms.gaps.steps": NON_NEGATIVE_COUNT,
+    "mechanisms.holes.ratio": number(0, 1, above=True, below=True), "mechanisms.holes.n_draws": COUNT,
+    "mechanisms.gaps.n_images": NON_NEGATIVE_COUNT, "mechanisms.gaps.steps": COUNT,
     "mechanisms.gaps.n_draws": COUNT, "mechanisms.gaps.lr": POSITIVE,
     "mechanisms.precision_recall.n_images": NON_NEGATIVE_COUNT, "mechanisms.precision_recall.k": COUNT,
     **classifier.SETTINGS,
@@ -148,6 +148,12 @@ def check_sizes(cfg: DictConfig, latent_dim: int, n_images: int) -> None:
                what="of latents, decoded images and classifier outputs ")
     check_fits("iwae.chunk_size", cfg.iwae.chunk_size, 3 * FLOAT_BYTES * 784 * min(cfg.iwae.images_per_batch, n_images),
                what="of decoded images (chunk_size x images_per_batch x 784 floats, three times) ")
+    if cfg.mechanisms.enabled and cfg.mechanisms.gaps.n_images > n_images:
+        raise ParameterError("mechanisms.gaps.n_images", cfg.mechanisms.gaps.n_images,
+                             f"at most the {n_images} test images evaluated (0: no bound gaps)")
+    if cfg.mechanisms.enabled:  # the aggregate posterior's densities of one chunk of draws against every image
+        check_fits("mechanisms.holes.n_draws", cfg.mechanisms.holes.n_draws, 8 * (latent_dim + 784 + 4),
+                   what="of prior draws, their decoded images and densities ")
     if latent_dim <= cfg.exact.max_latent_dim:
         largest = max(cfg.exact.points_per_dim, cfg.exact.max_points_per_dim)
         key = "exact.max_points_per_dim" if largest == cfg.exact.max_points_per_dim else "exact.points_per_dim"
@@ -232,6 +238,8 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
 
         mechanisms = mechanism_metrics(module, x, per_image.get("nll_exact"), clarity_of, cfg.mechanisms,
                                        cfg.batch_size, cfg.seed, timings)
+        if lik["nll_exact"] is not None:  # how far the bounds the field reports are from the exact likelihood
+            mechanisms["iwae_gap"] = {k: v - lik["nll_exact"]["value"] for k, v in lik["nll_iwae"].items()}
 
     units = likelihood_units(module.likelihood, data.binarize)
     results = {

@@ -48,6 +48,7 @@ def mechanism_scalars(mechanisms: dict[str, Any] | None) -> dict[str, float]:
     gaps = mechanisms.get("bound_gaps") or {}
     out.update({f"eval/bound_gaps/{k}": gaps[k] for k in ("amortization_gap", "approximation_gap", "inference_gap")
                 if k in gaps})
+    out.update({f"eval/iwae_gap/k{k}": v for k, v in mechanisms.get("iwae_gap", {}).items()})
     return out
 
 
@@ -163,6 +164,8 @@ def mechanisms_markdown(mechanisms: dict[str, Any] | None, rows: list[dict[str, 
              f"| prior mass in holes | {holes['mass']:.3f} |",
              f"| clarity of prior draws in holes / elsewhere | {_value(holes['clarity_in_holes'], 3)} / "
              f"{_value(holes['clarity_elsewhere'], 3)} |"]
+    lines += [f"| IWAE gap to the exact NLL, k={k} (nats) | {gap:.3f} |"
+              for k, gap in mechanisms.get("iwae_gap", {}).items()]
     gaps = mechanisms.get("bound_gaps")
     if gaps:
         lines += [f"| amortization gap (nats, first {gaps['n_images']} images) | {gaps['amortization_gap']:.3f} |",
