@@ -93,6 +93,7 @@ def test_sample_and_evaluate_take_a_member_folder(sweep, mnist_root, tmp_path):
                                    "one member's folder, <run>/seed_<s>"), group.stderr
 
 
+@pytest.mark.full
 def test_a_one_member_run_follows_the_single_run_at_its_seed(mnist_root, tmp_path):
     """Same initial weights, same batches, same noise: after 6 steps a 1-member run's weights equal the single run's
     up to float rounding (the vmapped layers sum in another order: 8.6e-6 at most, measured), while another seed's are
@@ -169,6 +170,7 @@ def test_a_checkpoint_resumes_only_as_what_it_was_trained_as(sweep, mnist_root, 
     assert {p: p.stat().st_mtime_ns for p in group.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.full
 def test_a_non_finite_member_stops_every_member_and_is_named(mnist_root, tmp_path):
     """A flow prior at an absurd learning rate overflows at its second step (test_flows_train.py's recipe)."""
     first = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "prior=flow", "prior.lr=1e30",
@@ -209,6 +211,7 @@ def test_members_of_a_four_member_run_agree_with_the_single_runs_at_their_seeds(
     assert members != singles
 
 
+@pytest.mark.full
 def test_a_full_disk_while_saving_a_members_checkpoint_keeps_the_last_good_stacked_one(mnist_root, tmp_path):
     """The disk fills while the second epoch writes the first member's best checkpoint: one line, the stacked
     checkpoint of the first epoch intact, and resuming it finishes every member."""
@@ -230,6 +233,7 @@ def test_a_full_disk_while_saving_a_members_checkpoint_keeps_the_last_good_stack
     assert torch.load(run / "seed_1" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
 
 
+@pytest.mark.full
 def test_every_epoch_saves_the_stacked_and_the_members_last_checkpoints(mnist_root, tmp_path):
     """A run killed in its third epoch resumes from the end of its second (its own last.ckpt and its members')."""
     steps = ["trainer.limit_train_batches=3", "test=false", "seeds=[0,1]", "trainer.max_epochs=3"]
