@@ -47,34 +47,35 @@ def settings_of(cfg: DictConfig) -> Any:
     return settings
 
 
-def view_of(cfg: DictConfig, checkpoint: Path, settings: Any, tests: dict[str, Any], title: str) -> dict[str, Any]:
-    """The view of one checkpoint (its test images read once per data config, kept in `tests`)."""
+def test_images(cfg: DictConfig) -> Any:
+    """stored data config -> its test images and labels from cfg.data.root, each read once."""
     import json
 
-    from vae_lightning.explorer.sources import describe, load_test_images
-    from vae_lightning.explorer.view import check_memory, run_view
-    from vae_lightning.latent import LatentDistribution
-    from vae_lightning.latent.samplers import build_samplers
-    from vae_lightning.runs.checkpoint import load_trained
+    from vae_lightning.explorer.sources import load_test_images
 
-    module, stored, step = load_trained(checkpoint)
-    check_memory(settings, module.latent_dim)
-    key = json.dumps(stored["data"], sort_keys=True, default=str)
-    if key not in tests:
-        tests[key] = load_test_images(stored["data"], cfg.data.root)
-    images, labels = tests[key]
-    # the samplers that need no fitting (a fitted one's density is the aggregate layer already)
-    samplers = [s for s in build_samplers(cfg.samplers or {}, module.latent_dim, module.prior)
-                if type(s).fit is LatentDistribution.fit]
-    return run_view(module, images, labels, samplers, settings, title, describe(module, stored, step))
+    read: dict[str, Any] = {}
+
+    def images(stored_data: dict[str, Any]) -> Any:
+        key = json.dumps(stored_data, sort_keys=True, default=str)
+        if key not in read:
+            read[key] = load_test_images(stored_data, cfg.data.root)
+        return read[key]
+
+    return images
 
 
 def explore(cfg: DictConfig) -> Path:
     """Write the page of `cfg.ckpt_path` (a run) or of `cfg.sweep` (a multirun folder); returns its path."""
     from vae_lightning.core.checks import OUTPUT, check_settings
     from vae_lightning.core.errors import UserError
-    from vae_lightning.explorer import page_html, write_page
-    from vae_lightning.explorer.sources import PAGE_NAME, SWEEP, check_writable, sweep_runs
+    from vae_lightning.explorer.sources import (
+        PAGE_NAME,
+        SWEEP,
+        check_writable,
+        sweep_runs,
+        write_run_page,
+        write_sweep_page,
+    )
     from vae_lightning.runs.checkpoint import CKPT_PATH, resolve_checkpoint
     from vae_lightning.runs.folders import run_dir_of
 
@@ -84,29 +85,17 @@ def explore(cfg: DictConfig) -> Path:
     if (cfg.ckpt_path is None) == (cfg.sweep is None):
         raise UserError("give one of ckpt_path=<run folder or .ckpt> (a run's page) and sweep=<multirun folder> (a "
                         "sweep's page)")
-    tests: dict[str, Any] = {}
-    if cfg.ckpt_path is not None:
-        checkpoint = resolve_checkpoint(cfg.ckpt_path)
-        run = Path(cfg.ckpt_path) if Path(cfg.ckpt_path).is_dir() else run_dir_of(checkpoint) or checkpoint.parent
-        output = Path(cfg.output) if cfg.output else run / PAGE_NAME
-        check_writable(output)
-        title = f"{run.name}: latent space"
-        html = page_html(title, [view_of(cfg, checkpoint, settings, tests, run.name)], note=str(run.absolute()))
-    else:
+    if cfg.sweep is not None:
         folder = Path(cfg.sweep)
         runs = sweep_runs(folder)
         output = Path(cfg.output) if cfg.output else folder / PAGE_NAME
         check_writable(output)
-        views = [view_of(cfg, r.folder / "checkpoints" / "last.ckpt", settings, tests,
-                         f"{r.folder.name}: {r.config}, seed {r.seed}") for r in runs]
-        configs: dict[str, list[dict[str, int]]] = {}
-        for index, r in enumerate(runs):
-            configs.setdefault(r.config, []).append({"seed": r.seed, "view": index})
-        selectors = [{"label": label, "runs": sorted(entries, key=lambda e: e["seed"])}
-                     for label, entries in configs.items()]
-        html = page_html(f"{folder.name}: {len(runs)} runs, {len(configs)} configurations", views, selectors,
-                         note=str(folder.absolute()))
-    return write_page(output, html)
+        return write_sweep_page(folder, runs, cfg.samplers or {}, settings, test_images(cfg), output)
+    checkpoint = resolve_checkpoint(cfg.ckpt_path)
+    run = Path(cfg.ckpt_path) if Path(cfg.ckpt_path).is_dir() else run_dir_of(checkpoint) or checkpoint.parent
+    output = Path(cfg.output) if cfg.output else run / PAGE_NAME
+    check_writable(output)
+    return write_run_page(run, checkpoint, cfg.samplers or {}, settings, test_images(cfg), output)
 
 
 def main(cfg: DictConfig) -> None:

@@ -39,7 +39,8 @@ def test_the_console_names_the_run_and_says_what_to_do_next(headline):
     assert "test elbo -" in done and "recon" in done and "kl" in done
     assert any(line.startswith("best checkpoint (val/elbo): ") and "epoch_" in line for line in lines)
     text = result.stdout
-    for command in (f"tensorboard --logdir {run}", f"python -m vae_lightning.evaluate ckpt_path={run}",
+    for command in (f"open {run}/explore.html in a browser", f"tensorboard --logdir {run}",
+                    f"python -m vae_lightning.evaluate ckpt_path={run}",
                     f"python -m vae_lightning.sample ckpt_path={run}",
                     f"python -m vae_lightning.train ckpt_path={run}/checkpoints/last.ckpt"):
         assert command in text, command

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.commands import run_cli
+from helpers.commands import only_run, run_cli, tiny_overrides
 
 
 def page_data(path: Path) -> dict:
@@ -35,6 +35,22 @@ def test_a_runs_page_is_one_file_in_the_run_folder(trained_run, mnist_root, tmp_
     assert view["decoder"]["mean"] == "sigmoid" and view["atlas"] is None
     assert [s["name"] for s in view["samplers"]][0] == "normal_0_1" and len(view["samplers"]) == 6
     assert page.stat().st_size < 10e6
+
+
+def test_train_writes_the_runs_page_unless_told_not_to(trained_run, mnist_root, tmp_path):
+    import numpy as np
+    import torch
+
+    from vae_lightning.explorer.decoder import unfloats
+
+    view = page_data(trained_run / "explore.html")["runs"][0]  # conftest's run, trained with the defaults
+    weights = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    first = view["decoder"]["layers"][0]
+    assert np.array_equal(unfloats(first["w"]), weights["decoder.net.0.weight"].numpy().ravel())
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=2", "test=false", "~callbacks.prior_grid", "explore=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (only_run(tmp_path) / "explore.html").exists() and "explorer" not in result.stdout
 
 
 def test_a_sweeps_page_has_each_finished_run_under_its_configuration_and_seed(small_sweep, mnist_root, tmp_path):

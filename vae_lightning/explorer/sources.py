@@ -4,9 +4,10 @@ finished runs of a multirun folder with their configuration and seed, and the li
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import OmegaConf
 from torch import Tensor
@@ -14,11 +15,14 @@ from torch import Tensor
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import Check
 from vae_lightning.core.errors import UserError
+from vae_lightning.explorer.page import page_html, write_page
+from vae_lightning.explorer.view import PageSettings, check_memory, run_view
+from vae_lightning.latent import LatentDistribution
+from vae_lightning.latent.samplers import build_samplers
+from vae_lightning.model import VAEModule
+from vae_lightning.runs.checkpoint import load_trained
 from vae_lightning.runs.folders import configuration, split_override, swept_keys
 from vae_lightning.runs.sweep import job_dirs, read_status
-
-if TYPE_CHECKING:
-    from vae_lightning.model import VAEModule
 
 PAGE_NAME = "explore.html"
 # explore's `sweep`
@@ -48,6 +52,26 @@ def describe(module: VAEModule, stored: dict[str, Any], step: int) -> list[str]:
     return [f"prior {module.prior.label}; {module.architecture}; likelihood {module.likelihood.name}; "
             f"{module.latent_dim}-D latent; {step} training steps; data {data.get('dataset', 'mnist')} "
             f"(binarize {data.get('binarize', 'none')})"]
+
+
+def checkpoint_view(checkpoint: Path, samplers: Mapping[str, Any], settings: PageSettings,
+                    test_images: Callable[[dict[str, Any]], tuple[Tensor, Tensor]], title: str) -> dict[str, Any]:
+    """The view of a trained checkpoint: its test images (`test_images(its stored data config)`), the draws of the
+    sampler configs `samplers` that need no fitting (a fitted one's density is the aggregate layer already) and
+    of the model's prior."""
+    module, stored, step = load_trained(checkpoint)
+    check_memory(settings, module.latent_dim)
+    images, labels = test_images(stored["data"])
+    drawn = [s for s in build_samplers(samplers, module.latent_dim, module.prior)
+             if type(s).fit is LatentDistribution.fit]
+    return run_view(module, images, labels, drawn, settings, title, describe(module, stored, step))
+
+
+def write_run_page(run: Path, checkpoint: Path, samplers: Mapping[str, Any], settings: PageSettings,
+                   test_images: Callable[[dict[str, Any]], tuple[Tensor, Tensor]], output: Path) -> Path:
+    """The page of one run (`checkpoint_view`), written to `output`."""
+    view = checkpoint_view(checkpoint, samplers, settings, test_images, run.name)
+    return write_page(output, page_html(f"{run.name}: latent space", [view], note=str(run.absolute())))
 
 
 @dataclass(frozen=True)
@@ -81,6 +105,21 @@ def sweep_runs(folder: Path) -> list[SweepRun]:
         raise UserError(f"sweep={folder} has no finished run: none of its {len(jobs)} jobs completed with a "
                         "checkpoint; wait for its jobs to finish, or give another multirun folder")
     return runs
+
+
+def write_sweep_page(folder: Path, runs: Sequence[SweepRun], samplers: Mapping[str, Any], settings: PageSettings,
+                     test_images: Callable[[dict[str, Any]], tuple[Tensor, Tensor]], output: Path) -> Path:
+    """The page of a sweep's finished `runs` (`sweep_runs`), with a selector of configurations and, in each, of
+    seeds, written to `output`."""
+    views = [checkpoint_view(r.folder / "checkpoints" / "last.ckpt", samplers, settings, test_images,
+                             f"{r.folder.name}: {r.config}, seed {r.seed}") for r in runs]
+    configs: dict[str, list[dict[str, int]]] = {}
+    for index, r in enumerate(runs):
+        configs.setdefault(r.config, []).append({"seed": r.seed, "view": index})
+    selectors = [{"label": label, "runs": sorted(entries, key=lambda e: e["seed"])}
+                 for label, entries in configs.items()]
+    return write_page(output, page_html(f"{folder.name}: {len(runs)} runs, {len(configs)} configurations", views,
+                                        selectors, note=str(folder.absolute())))
 
 
 def check_writable(output: Path, key: str = "output") -> None:
