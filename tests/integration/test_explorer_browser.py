@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import browser
-from helpers.commands import run_cli
+from helpers.commands import run_cli, train_run
 from omegaconf import OmegaConf
 
 from vae_lightning.explorer.sources import load_test_images
@@ -75,6 +75,28 @@ def test_the_image_at_the_pointer_is_the_models_decoding_there(driver, trained_r
         reconstruction = levels(module.decode(module.encode(images[k: k + 1]).mean))[0]
     assert np.abs(np.array(clicked["reconstruction"]) - reconstruction).max() <= 1
     assert browser.console_errors(driver) == []
+
+
+@pytest.mark.parametrize("model", [["model.latent_dim=4"], ["model=conv", "model.encoder.channels=[4,8]",
+                                                             "model.encoder.hidden_dims=[16]"]], ids=["4-d", "conv"])
+def test_a_larger_latent_decodes_on_its_pca_plane_and_a_conv_decoder_from_its_atlas(driver, mnist_root, tmp_path,
+                                                                                      model):
+    run = train_run(mnist_root, tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false",
+                    "~callbacks.prior_grid", *model)
+    browser.open_page(driver, run / "explore.html")  # train wrote it
+    assert browser.console_errors(driver) == []
+    module, _, _ = load_trained(run)
+    u_lo, u_hi, v_lo, v_hi = js(driver, "window.explorer.box()")
+    browser.point_at(driver, 0, u_lo + 0.3 * (u_hi - u_lo), v_lo + 0.6 * (v_hi - v_lo))
+    shown = js(driver, "window.explorer.shown(0)")
+    assert len(shown["latent"]) == module.latent_dim
+    assert shown["exact"] == (model[0] != "model=conv")  # the conv decoder's images come from the atlas
+    with torch.no_grad():
+        expected = levels(module.decode(torch.tensor([shown["latent"]], dtype=torch.float32)))[0]
+    assert np.abs(np.array(shown["pixels"]) - expected).max() <= 1
+    text = driver.find_element("css selector", "ul.info").text
+    assert ("PCA of the 128 test codes" in text) == (module.latent_dim == 4)
+    assert ("nearest of an atlas of 48 x 48 decoded images" in text) == (model[0] == "model=conv")
 
 
 def test_each_layer_changes_the_plane(driver, trained_run, mnist_root, tmp_path):
