@@ -147,4 +147,9 @@ def test_a_sweeps_selectors_switch_the_runs_of_each_panel(driver, small_sweep, m
     left, right = js(driver, "window.explorer.shown(0)"), js(driver, "window.explorer.shown(1)")
     assert left["plane"] == right["plane"]  # both panels at the same pointer position
     assert left["pixels"] != right["pixels"]  # two models
+    configs[1].select_by_index(2)  # a Beta prior's run: codes in (0, 1), beside the Gaussian's
+    images = js(driver, "[window.explorer.image(0), window.explorer.image(1)]")
+    driver.find_element(By.CSS_SELECTOR, 'input[data-axes="same"]').click()  # each panel on its own run's axes
+    assert js(driver, "[window.explorer.image(0), window.explorer.image(1)]") != images
+    assert js(driver, "window.explorer.box(0)") != js(driver, "window.explorer.box(1)")
     assert browser.console_errors(driver) == []

@@ -162,7 +162,7 @@
           const s = Number.isNaN(ratio) ? 0 : ratio / 4;
           rgb = s < 0 ? [Math.round(255 * (1 + s)), Math.round(255 * (1 + s)), 255]
             : [255, Math.round(255 * (1 - s)), Math.round(255 * (1 - s))];
-          alpha = 0.7;
+          alpha = 0.75 * Math.min(1, 4 * Math.sqrt(Math.max(tp, tq)));  // fading where neither has much mass
         }
       }
       img.data[4 * k] = rgb[0]; img.data[4 * k + 1] = rgb[1]; img.data[4 * k + 2] = rgb[2];
@@ -208,7 +208,10 @@
     return node;
   }
 
-  function viewBox() {  // the axes: the shown runs' boxes together, so both panels share one scale
+  // a panel's axes: its run's box, or with "same axes" the shown runs' boxes together (one scale in both panels)
+  const axes = { shared: true };
+  function viewBox(panel) {
+    if (!axes.shared || panels.length < 2) return run(panel.run).box;
     const boxes = panels.map(function (p) { return run(p.run).box; });
     return [Math.min.apply(null, boxes.map(function (b) { return b[0]; })),
       Math.max.apply(null, boxes.map(function (b) { return b[1]; })),
@@ -230,7 +233,7 @@
   }
 
   function drawBase(panel) {
-    const r = run(panel.run), box = viewBox(), ctx = panel.base.getContext("2d");
+    const r = run(panel.run), box = viewBox(panel), ctx = panel.base.getContext("2d");
     ctx.clearRect(0, 0, SIZE, SIZE);
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(MARGIN.left, MARGIN.top, PLOT.w, PLOT.h);
@@ -297,7 +300,7 @@
 
   // the visible canvas: the base layers, then the pointer's cross and the clicked test code
   function compose(panel) {
-    const ctx = panel.canvas.getContext("2d"), box = viewBox();
+    const ctx = panel.canvas.getContext("2d"), box = viewBox(panel);
     ctx.clearRect(0, 0, SIZE, SIZE);
     ctx.drawImage(panel.base, 0, 0);
     if (panel.clicked !== null) {
@@ -311,11 +314,13 @@
     }
     if (pointer.u !== null) {
       const [x, y] = toPx(box, pointer.u, pointer.v);
-      ctx.strokeStyle = "rgba(0,0,0,0.6)";
-      ctx.lineWidth = 1;
-      ctx.beginPath();
-      ctx.moveTo(x - 8, y); ctx.lineTo(x + 8, y); ctx.moveTo(x, y - 8); ctx.lineTo(x, y + 8);
-      ctx.stroke();
+      [["#ffffff", 4], ["#000000", 1.5]].forEach(function (pen) {  // black on white: visible on any layer
+        ctx.strokeStyle = pen[0];
+        ctx.lineWidth = pen[1];
+        ctx.beginPath();
+        ctx.moveTo(x - 10, y); ctx.lineTo(x + 10, y); ctx.moveTo(x, y - 10); ctx.lineTo(x, y + 10);
+        ctx.stroke();
+      });
     }
   }
 
@@ -424,7 +429,7 @@
     const position = function (event) {
       const rect = panel.canvas.getBoundingClientRect();
       const x = (event.clientX - rect.left) * SIZE / rect.width, y = (event.clientY - rect.top) * SIZE / rect.height;
-      return { x: x, y: y, uv: fromPx(viewBox(), x, y) };
+      return { x: x, y: y, uv: fromPx(viewBox(panel), x, y) };
     };
     panel.canvas.addEventListener("pointermove", function (event) {
       const at = position(event);
@@ -434,7 +439,7 @@
       panels.forEach(function (p) { showPointer(p); compose(p); });
     });
     panel.canvas.addEventListener("click", function (event) {
-      const at = position(event), r = run(panel.run), box = viewBox();
+      const at = position(event), r = run(panel.run), box = viewBox(panel);
       let best = null, bestDistance = 64;  // within 8 screen pixels
       for (let k = 0; k < r.n; k++) {
         const [x, y] = toPx(box, r.coords[2 * k], r.coords[2 * k + 1]);
@@ -460,6 +465,13 @@
       label.appendChild(document.createTextNode(" " + layer.label));
       input.addEventListener("change", function () { layerOn[layer.key] = input.checked; redrawAll(); });
     });
+    if (sweep) {
+      const label = el("label", { class: "layer" }, box);
+      const input = el("input", { type: "checkbox", "data-axes": "same" }, label);
+      input.checked = axes.shared;
+      label.appendChild(document.createTextNode(" same axes in both panels"));
+      input.addEventListener("change", function () { axes.shared = input.checked; redrawAll(); });
+    }
     const legend = el("div", { class: "legend" }, parent);
     el("span", {}, legend, "digits: ");
     DIGITS.forEach(function (colour, digit) {
@@ -502,11 +514,11 @@
     },
     // CSS pixels from the centre of panel p's canvas to plane point (u, v) (to point there)
     offsetOf: function (p, u, v) {
-      const rect = panels[p].canvas.getBoundingClientRect(), [x, y] = toPx(viewBox(), u, v);
+      const rect = panels[p].canvas.getBoundingClientRect(), [x, y] = toPx(viewBox(panels[p]), u, v);
       return [(x - SIZE / 2) * rect.width / SIZE, (y - SIZE / 2) * rect.height / SIZE];
     },
     codeOf: function (p, k) { const r = run(panels[p].run); return [r.coords[2 * k], r.coords[2 * k + 1]]; },
-    box: viewBox,
+    box: function (p) { return viewBox(panels[p || 0]); },
     layers: function () { return LAYERS.map(function (l) { return l.key; }); },
     image: function (p) { return panels[p].canvas.toDataURL(); },
   };

@@ -5,7 +5,7 @@ aggregate posterior's log-densities on a grid over it, the samplers' draws, the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,16 +59,19 @@ def check_memory(settings: PageSettings, latent_dim: int) -> None:
                what="of atlas latents and images ")
 
 
-def log_density(log_prob: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
-    """log_prob(z) as float32 on the CPU, -inf outside the support (torch's argument checks switched off while
-    it runs, so a Beta's density off (0, 1) is -inf, not an error)."""
+def log_density(distribution: LatentDistribution, z: Tensor) -> Tensor:
+    """`distribution.log_prob(z)` as float32 on the CPU, -inf off its support (the latents that its
+    `clamp_to_support` moves), with torch's argument checks off while it runs: off (0, 1) a Beta's density is
+    -inf, not an error, and not torch's value there (xlogy(0, z) = 0 makes Beta(1, 1)'s log-density 0 at any z)."""
     validate = Distribution._validate_args
     Distribution.set_default_validate_args(False)
     try:
-        values = log_prob(z).float().cpu()
+        values = distribution.log_prob(z)
+        inside = (distribution.clamp_to_support(z) == z).all(-1)
     finally:
         Distribution.set_default_validate_args(validate)
-    return torch.where(torch.isnan(values), torch.full_like(values, -math.inf), values)
+    values = torch.where(inside & ~torch.isnan(values), values, torch.full_like(values, -math.inf))
+    return values.float().cpu()
 
 
 def pixel_bytes(images: Tensor) -> Tensor:
@@ -109,8 +112,8 @@ def run_view(module: VAEModule, images: Tensor, labels: Tensor, samplers: Sequen
         "prior": module.prior.name,
         "plane": {"origin": plane.origin.tolist(), "axes": plane.axes.tolist(), "explained": plane.explained},
         "box": box,
-        "grid": {"size": settings.grid_size, "prior": floats(log_density(module.prior.log_prob, grid)),
-                 "aggregate": floats(log_density(aggregate.log_prob, grid))},
+        "grid": {"size": settings.grid_size, "prior": floats(log_density(module.prior, grid)),
+                 "aggregate": floats(log_density(aggregate, grid))},
         "points": {"n": len(codes), "coords": floats(coords), "codes": floats(codes), "labels": bytes_b64(labels)},
         "images": bytes_b64(pixel_bytes(images)),
         "samplers": [{"name": s.name, "label": s.label,

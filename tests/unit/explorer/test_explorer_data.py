@@ -100,7 +100,8 @@ def test_the_axes_follow_the_data_and_keep_one_scale():
     assert extent(points + 100)[0] > 90  # not a fixed box
 
 
-@pytest.mark.parametrize("prior", [NormalPrior(2), BetaPrior(2, alpha=2.0, beta=3.0)], ids=["normal", "beta"])
+@pytest.mark.parametrize("prior", [NormalPrior(2), BetaPrior(2, alpha=2.0, beta=3.0), BetaPrior(2)],
+                         ids=["normal", "beta", "uniform"])
 def test_the_prior_layer_is_the_priors_log_prob_on_the_grid(prior):
     module = model(prior=prior)
     view = view_of(module)
