@@ -181,3 +181,13 @@ def test_the_page_is_one_self_contained_file_with_shared_images_stored_once():
     assert len(data["runs"]) == 2 and len(data["datasets"]) == 1
     assert data["runs"][0]["dataset"] == data["runs"][1]["dataset"] == 0
     assert "a &lt;/script&gt; title" in text
+
+
+def test_a_page_too_large_for_memory_is_refused_before_any_work(monkeypatch):
+    from vae_lightning.core.errors import ParameterError
+    from vae_lightning.explorer.view import check_memory
+
+    monkeypatch.setattr("vae_lightning.core.memory.available_bytes", lambda: 1 << 30)
+    check_memory(PageSettings(), latent_dim=2)  # the defaults fit in 1 GB
+    with pytest.raises(ParameterError, match=r"n_points=2000 is invalid: must be at most \d+ on this machine"):
+        check_memory(PageSettings(), latent_dim=100_000)  # a latent so large its codes do not fit
