@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.commands import only_run, run_cli, tiny_overrides
+from helpers.commands import only_run, run_cli, tiny_overrides, train_run
 
 
 def page_data(path: Path) -> dict:
@@ -109,3 +109,11 @@ def test_missing_test_images_are_one_line(tmp_path, trained_run):
 @pytest.mark.parametrize("override", ["n_points=0", "grid_size=4", "atlas_size=1000"])
 def test_bad_sizes_are_refused(tmp_path, trained_run, override):
     assert override.split("=")[0] in refused(tmp_path, f"ckpt_path={trained_run}", override)
+
+
+def test_a_1d_latent_has_no_page(mnist_root, tmp_path):
+    run = train_run(mnist_root, tmp_path / "logs", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                    "test=false", "~callbacks.prior_grid", "model.latent_dim=1")
+    assert not (run / "explore.html").exists()  # train writes none, and says nothing of it
+    assert "has a 1-D latent: the explorer shows latent planes" in refused(
+        tmp_path, f"ckpt_path={run}", f"data.root={mnist_root}")

@@ -48,9 +48,14 @@ def latent_plane(codes: Tensor) -> Plane:
 def extent(*point_sets: Tensor, margin: float = 0.15, tail: float = 0.005) -> list[float]:
     """[u_lo, u_hi, v_lo, v_hi]: a square box around sets of plane coordinates [N, 2]: around each set's `tail`
     to 1 - `tail` quantiles (so that a few stray points do not stretch the axes) together, widened by `margin`
-    of the wider side on each side. The axes follow the data and keep one scale."""
+    of the wider side on each side. The axes follow the data and keep one scale; points that are not finite (a
+    diverged model's codes) are left out."""
     q = torch.tensor([tail, 1 - tail], dtype=torch.float64)
-    bounds = torch.stack([torch.quantile(p.double(), q, dim=0) for p in point_sets])  # [S, 2 (lo, hi), 2 (u, v)]
+    finite = [p.double()[torch.isfinite(p).all(-1)] for p in point_sets]
+    quantiles = [torch.quantile(p, q, dim=0) for p in finite if len(p)]
+    if not quantiles:  # nothing finite to follow: the unit square around 0
+        return [-1.0, 1.0, -1.0, 1.0]
+    bounds = torch.stack(quantiles)  # [S, 2 (lo, hi), 2 (u, v)]
     lo, hi = bounds[:, 0].min(0).values, bounds[:, 1].max(0).values
     centre, half = (lo + hi) / 2, float((hi - lo).max()) / 2
     half = max(half * (1 + 2 * margin), 1e-3)

@@ -60,6 +60,9 @@ def checkpoint_view(checkpoint: Path, samplers: Mapping[str, Any], settings: Pag
     sampler configs `samplers` that need no fitting (a fitted one's density is the aggregate layer already) and
     of the model's prior."""
     module, stored, step = load_trained(checkpoint)
+    if module.latent_dim < 2:
+        raise UserError(f"{checkpoint} has a 1-D latent: the explorer shows latent planes, of 2-D and larger "
+                        "latents; a 1-D latent has none")
     check_memory(settings, module.latent_dim)
     images, labels = test_images(stored["data"])
     drawn = [s for s in build_samplers(samplers, module.latent_dim, module.prior)

@@ -76,7 +76,7 @@ def log_density(distribution: LatentDistribution, z: Tensor) -> Tensor:
 
 def pixel_bytes(images: Tensor) -> Tensor:
     """Images in [0, 1] (any shape with 784 values per image) as uint8 [N, 784]."""
-    return images.reshape(len(images), -1).mul(255).round().clamp(0, 255).to(torch.uint8)
+    return images.reshape(len(images), 784).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()
@@ -93,13 +93,20 @@ def run_view(module: VAEModule, images: Tensor, labels: Tensor, samplers: Sequen
     device = next(module.parameters()).device
     images, labels = images[: settings.n_points].to(device), labels[: settings.n_points]
     codes = posterior_means(module, images).double()
-    plane = latent_plane(codes)
+    # a diverged model's codes can overflow: those are left out (and said), the page is still written
+    finite = torch.isfinite(codes).all(-1)
+    if not finite.all():
+        info = [*info, f"{int((~finite).sum())} of the {len(codes)} test codes are not finite (the model's weights "
+                       "overflow there) and are left out"]
+        codes, images, labels = codes[finite], images[finite.to(device)], labels[finite]
+    plane = latent_plane(codes) if len(codes) > module.latent_dim else latent_plane(torch.eye(module.latent_dim))
     coords = plane.coords(codes)
     # the axes follow the codes and the prior's mass (where the prior puts mass and q(z) does not is a finding)
     prior_draws = plane.coords(fixed_noise(module.prior, PRIOR_DRAWS, settings.seed).double().cpu())
     box = extent(coords, prior_draws)
     grid = plane.latents(grid_coords(box, settings.grid_size)).float().to(device)
-    aggregate = AggregatePosterior(module.latent_dim).to(device).fit(module, images)
+    no_mass = torch.full((len(grid),), -math.inf)
+    aggregate = AggregatePosterior(module.latent_dim).to(device).fit(module, images) if len(codes) else None
     spec = decoder_spec(module)
     atlas = None
     if spec is None:
@@ -113,7 +120,7 @@ def run_view(module: VAEModule, images: Tensor, labels: Tensor, samplers: Sequen
         "plane": {"origin": plane.origin.tolist(), "axes": plane.axes.tolist(), "explained": plane.explained},
         "box": box,
         "grid": {"size": settings.grid_size, "prior": floats(log_density(module.prior, grid)),
-                 "aggregate": floats(log_density(aggregate, grid))},
+                 "aggregate": floats(log_density(aggregate, grid) if aggregate is not None else no_mass)},
         "points": {"n": len(codes), "coords": floats(coords), "codes": floats(codes), "labels": bytes_b64(labels)},
         "images": bytes_b64(pixel_bytes(images)),
         "samplers": [{"name": s.name, "label": s.label,

@@ -151,9 +151,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def explorer_page(output: Path, cfg: DictConfig, datamodule: L.LightningDataModule) -> Path | None:
     """`<run>/explore.html`, the explorer's page of the run's last checkpoint (as `python -m vae_lightning.explore
-    ckpt_path=<run>` writes it, from the test images already in memory); None for a run without one (debug=fdr)."""
+    ckpt_path=<run>` writes it, from the test images already in memory); None for a run without a last checkpoint
+    (debug=fdr) or with a 1-D latent."""
     last = output / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    if not last.is_file() or cfg.model.latent_dim < 2:  # no plane to show in a 1-D latent
         return None
     settings = PageSettings()
     test = datamodule.splits["test"]

@@ -191,3 +191,15 @@ def test_a_page_too_large_for_memory_is_refused_before_any_work(monkeypatch):
     check_memory(PageSettings(), latent_dim=2)  # the defaults fit in 1 GB
     with pytest.raises(ParameterError, match=r"n_points=2000 is invalid: must be at most \d+ on this machine"):
         check_memory(PageSettings(), latent_dim=100_000)  # a latent so large its codes do not fit
+
+
+def test_a_diverged_models_page_leaves_out_the_codes_that_overflow():
+    module = model()
+    with torch.no_grad():
+        for parameter in module.encoder.parameters():
+            parameter.mul_(1e30)  # finite weights whose codes overflow to inf and NaN
+    view = view_of(module)
+    json.dumps(view, allow_nan=False)  # the page's JSON can be written
+    assert view["points"]["n"] < SMALL.n_points
+    assert any("are not finite" in line and "left out" in line for line in view["info"])
+    assert all(math.isfinite(x) for x in view["box"])
