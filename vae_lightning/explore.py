@@ -35,6 +35,7 @@ EXAMPLES = (
     f"python -m vae_lightning.explore ckpt_path={cli.EXAMPLE_RUN}",
     f"python -m vae_lightning.explore ckpt_path={cli.EXAMPLE_RUN} data.root=data n_points=5000 output=run.html",
     "python -m vae_lightning.explore sweep=logs/train/multiruns/2026-01-31_09-30-00_000000",
+    "python -m vae_lightning.explore sweep=logs/train/multiruns/2026-01-31_09-30-00_000000 'seeds=[0,1]'",
 )
 
 
@@ -66,7 +67,7 @@ def test_images(cfg: DictConfig) -> Any:
 
 def explore(cfg: DictConfig) -> Path:
     """Write the page of `cfg.ckpt_path` (a run) or of `cfg.sweep` (a multirun folder); returns its path."""
-    from vae_lightning.core.checks import OUTPUT, check_settings
+    from vae_lightning.core.checks import OUTPUT, SEED, check_settings, list_of
     from vae_lightning.core.errors import UserError
     from vae_lightning.explorer.sources import (
         PAGE_NAME,
@@ -80,14 +81,14 @@ def explore(cfg: DictConfig) -> Path:
     from vae_lightning.runs.folders import run_dir_of
 
     check_settings(cfg, {"ckpt_path": CKPT_PATH.or_null("with sweep="), "sweep": SWEEP.or_null("with ckpt_path="),
-                         "output": OUTPUT})
+                         "seeds": list_of(SEED).or_null("every seed"), "output": OUTPUT})
     settings = settings_of(cfg)
     if (cfg.ckpt_path is None) == (cfg.sweep is None):
         raise UserError("give one of ckpt_path=<run folder or .ckpt> (a run's page) and sweep=<multirun folder> (a "
                         "sweep's page)")
     if cfg.sweep is not None:
         folder = Path(cfg.sweep)
-        runs = sweep_runs(folder)
+        runs = sweep_runs(folder, None if cfg.seeds is None else list(cfg.seeds))
         output = Path(cfg.output) if cfg.output else folder / PAGE_NAME
         check_writable(output)
         return write_sweep_page(folder, runs, cfg.samplers or {}, settings, test_images(cfg), output)

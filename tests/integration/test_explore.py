@@ -56,7 +56,7 @@ def test_train_writes_the_runs_page_unless_told_not_to(trained_run, mnist_root, 
 def test_a_sweeps_page_has_each_finished_run_under_its_configuration_and_seed(small_sweep, mnist_root, tmp_path):
     out = tmp_path / "sweep.html"
     result = run_cli("vae_lightning.explore", f"sweep={small_sweep}", f"data.root={mnist_root}", f"output={out}",
-                     "n_draws=50", f"paths.log_dir={tmp_path / 'logs'}")
+                     "n_draws=50", "seeds=[12345]", f"paths.log_dir={tmp_path / 'logs'}")
     assert result.returncode == 0, result.stderr[-3000:]
     data = page_data(out)
     assert len(data["runs"]) == 4 and len(data["datasets"]) == 1  # the test images stored once
@@ -90,6 +90,8 @@ def test_a_sweep_without_a_finished_run_is_refused(tmp_path, small_sweep):
         shutil.copytree(small_sweep / job / ".hydra", sweep / job / ".hydra")
     assert "has no finished run: none of its 2 jobs" in refused(tmp_path, f"sweep={sweep}")
     assert "holds no sweep jobs" in refused(tmp_path, f"sweep={tmp_path / 'sweep' / '0' / '.hydra'}")
+    assert "has no finished run at seeds=[3]: none of its 4 jobs" in refused(tmp_path, f"sweep={small_sweep}",
+                                                                             "seeds=[3]")
 
 
 def test_an_output_that_cannot_be_written_is_refused(tmp_path, trained_run, mnist_root):

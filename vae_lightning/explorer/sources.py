@@ -84,10 +84,10 @@ class SweepRun:
     seed: int
 
 
-def sweep_runs(folder: Path) -> list[SweepRun]:
+def sweep_runs(folder: Path, seeds: Sequence[int] | None = None) -> list[SweepRun]:
     """The finished runs of a multirun folder (status completed, with a checkpoint), by job, each with its
     configuration (its overrides of the keys the sweep varies, seed aside) and seed; UserError when it is not a
-    multirun folder or none of its runs finished."""
+    multirun folder or none of its runs finished (at one of `seeds`, when given)."""
     form = "give a multirun folder such as sweep=logs/train/multiruns/<timestamp>"
     if not folder.is_dir():
         raise UserError(f"sweep={folder} is not a folder; {form}")
@@ -103,9 +103,11 @@ def sweep_runs(folder: Path) -> list[SweepRun]:
         overrides = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
         seed = OmegaConf.load(job / ".hydra" / "config.yaml").get("seed", 0)
         label = [o for o in configuration(overrides) if swept is None or split_override(o)[0] in swept]
-        runs.append(SweepRun(job, " ".join(label) or "(the defaults)", int(seed)))
+        if seeds is None or int(seed) in seeds:
+            runs.append(SweepRun(job, " ".join(label) or "(the defaults)", int(seed)))
     if not runs:
-        raise UserError(f"sweep={folder} has no finished run: none of its {len(jobs)} jobs completed with a "
+        at = "" if seeds is None else f" at seeds={list(seeds)}"
+        raise UserError(f"sweep={folder} has no finished run{at}: none of its {len(jobs)} jobs completed with a "
                         "checkpoint; wait for its jobs to finish, or give another multirun folder")
     return runs
 
