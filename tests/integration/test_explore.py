@@ -119,3 +119,18 @@ def test_a_1d_latent_has_no_page(mnist_root, tmp_path):
     assert not (run / "explore.html").exists()  # train writes none, and says nothing of it
     assert "has a 1-D latent: the explorer shows latent planes" in refused(
         tmp_path, f"ckpt_path={run}", f"data.root={mnist_root}")
+
+
+def test_a_run_of_members_is_explored_as_a_sweep_of_its_seeds(mnist_root, tmp_path):
+    result = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path / "logs"), "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=2", "test=false", "~callbacks.prior_grid", "seeds=[0,1]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(tmp_path / "logs")
+    (line,) = [x for x in result.stdout.splitlines() if "python -m vae_lightning.explore sweep=" in x]
+    assert line.split("sweep=")[1].split()[0].endswith(run.name)  # among its next steps
+    out = tmp_path / "members.html"
+    explored = run_cli("vae_lightning.explore", f"sweep={run}", f"data.root={mnist_root}", f"output={out}",
+                       f"paths.log_dir={tmp_path / 'logs'}")
+    assert explored.returncode == 0, explored.stderr[-3000:]
+    (config,) = page_data(out)["configs"]
+    assert [entry["seed"] for entry in config["runs"]] == [0, 1]
