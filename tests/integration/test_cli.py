@@ -17,6 +17,7 @@ import vae_lightning.bench as bench
 import vae_lightning.beta_grid as beta_grid
 import vae_lightning.classifier as classifier
 import vae_lightning.evaluate as evaluate
+import vae_lightning.explore as explore
 import vae_lightning.report as report
 import vae_lightning.sample as sample
 import vae_lightning.train as train
@@ -62,16 +63,20 @@ BAD_INPUTS = [
     ("bench", "--epochs 0", "--epochs=0 is invalid: must be an integer >= 1"),
     ("bench", "--foo", "unrecognized arguments: --foo"),
     ("bench", "data.root={missing} data.download=false", "mnist not found: missing train-images-idx3-ubyte.gz"),
+    ("explore", "ckpt_path={run} samplers=foo", "samplers=foo is not an option of samplers: choose one of study"),
+    ("explore", "ckpt_path={run} grid_size=2", "grid_size=2 is invalid: must be an integer in 8..512"),
+    ("explore", "sweep={missing}", "sweep={missing} is not a folder; give a multirun folder"),
     ("report", "{data} --foo", "unrecognized arguments: --foo"),
     ("report", "{missing}", "{missing} is not a folder; give a multirun folder"),
 ]
 HYDRA_COMMANDS = {"train": "train", "evaluate": "evaluate", "sample": "sample", "beta_grid": "beta_grid",
-                  "classifier": "train_classifier"}
+                  "classifier": "train_classifier", "explore": "explore"}
 GROUPS = {"train": ("annealing", "callbacks", "data", "experiment", "model", "prior", "samplers", "trainer"),
           "evaluate": ("classifier", "paths", "samplers"), "sample": ("paths", "sampler"), "beta_grid": ("paths",),
-          "classifier": ("classifier", "paths"), "bench": ("data", "model", "prior", "trainer"), "report": ()}
+          "classifier": ("classifier", "paths"), "bench": ("data", "model", "prior", "trainer"), "report": (),
+          "explore": ("paths", "samplers")}
 MODULES = {"train": train, "evaluate": evaluate, "sample": sample, "beta_grid": beta_grid, "classifier": classifier,
-           "bench": bench, "report": report}
+           "bench": bench, "report": report, "explore": explore}
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ def test_the_console_names_the_run_and_says_what_to_do_next(headline):
     assert "test elbo -" in done and "recon" in done and "kl" in done
     assert any(line.startswith("best checkpoint (val/elbo): ") and "epoch_" in line for line in lines)
     text = result.stdout
-    for command in (f"tensorboard --logdir {run}", f"python -m vae_lightning.evaluate ckpt_path={run}",
+    for command in (f"open {run}/explore.html in a browser", f"tensorboard --logdir {run}",
+                    f"python -m vae_lightning.evaluate ckpt_path={run}",
                     f"python -m vae_lightning.sample ckpt_path={run}",
                     f"python -m vae_lightning.train ckpt_path={run}/checkpoints/last.ckpt"):
         assert command in text, command
@@ -69,6 +70,8 @@ def test_a_sweep_jobs_tensorboard_run_is_named_by_its_overrides_and_hparams_reco
     assert "next:" not in result.stdout and result.stdout.count("done in ") == 2
     assert result.stdout.strip().splitlines()[-1].startswith("sweep done: 2 jobs, 0 failed; its report: ")
     (sweep,) = (logs / "train" / "multiruns").iterdir()
+    assert result.stdout.strip().endswith(f"its latent spaces: python -m vae_lightning.explore sweep={sweep}")
+    assert all((job / "explore.html").is_file() for job in sweep.glob("[0-9]"))  # each job's own page
     names = sorted(event_folder(job).name for job in sorted(sweep.glob("[0-9]")))
     assert names == ["prior=beta_4_3,seed=7", "prior=normal,seed=7"]
     accumulator = EventAccumulator(str(event_folder(sweep / "1")), size_guidance={"tensors": 0})

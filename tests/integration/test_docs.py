@@ -21,7 +21,7 @@ from vae_lightning.runs.folders import PROJECT_ROOT, compose_config
 DOC_FILES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").rglob("*.md"))]
 # command -> the config it composes; report and bench take flags (argparse), bench then train's overrides
 HYDRA_COMMANDS = {"train": "train", "evaluate": "evaluate", "sample": "sample", "beta_grid": "beta_grid",
-                  "classifier": "train_classifier"}
+                  "classifier": "train_classifier", "explore": "explore"}
 FLAG_COMMANDS = ("report", "bench")
 # flags of a Hydra app that are not overrides: (flag, takes a value)
 HYDRA_FLAGS = {"-m": False, "--multirun": False, "--help": False, "-h": False, "--hydra-help": False,

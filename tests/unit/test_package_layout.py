@@ -12,7 +12,7 @@ import pytest
 import vae_lightning
 
 PACKAGE = Path(vae_lightning.__file__).parent
-COMMANDS = {"train", "evaluate", "sample", "beta_grid", "classifier", "report", "bench"}
+COMMANDS = {"train", "evaluate", "sample", "beta_grid", "classifier", "report", "bench", "explore"}
 
 
 def module_name(path: Path) -> str:

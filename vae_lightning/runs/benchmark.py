@@ -139,7 +139,8 @@ class Bench:
 
     def config(self, change: Callable[[DictConfig], None] | None = None) -> DictConfig:
         self.runs += 1
-        cfg = compose_config("train", [*self.overrides, "test=false"], self.workdir / f"run_{self.runs}")
+        cfg = compose_config("train", [*self.overrides, "test=false", "explore=false"],
+                             self.workdir / f"run_{self.runs}")
         with open_dict(cfg):
             cfg.trainer.enable_model_summary = False  # the benchmark prints its own table only
             if change is not None:

@@ -372,5 +372,6 @@ def summary_lines(output: Path, seeds: list[int], results: list[dict[str, float]
     return lines + ["next:", f"  tensorboard --logdir {run}",
                     f"  python -m vae_lightning.evaluate ckpt_path={first}   # one member (all: report --evaluate)",
                     f"  python -m vae_lightning.report {run} --evaluate",
+                    f"  python -m vae_lightning.explore sweep={run}   # the members' latent spaces side by side",
                     f"  python -m vae_lightning.train ckpt_path={shown(output / 'checkpoints' / 'last.ckpt')} "
                     "trainer.max_epochs=40   # resume all members, train longer"]

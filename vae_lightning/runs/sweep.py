@@ -216,8 +216,8 @@ class SweepSummary(Callback):
         from vae_lightning.runs.console import say
 
         say("sweep done: %d jobs, %d failed%s; its report: python -m vae_lightning.report %s; its runs side by "
-            "side: tensorboard --logdir %s", len(jobs), len(stopped) - cancelled,
-            f", {cancelled} cancelled" if cancelled else "", sweep_dir, sweep_dir)
+            "side: tensorboard --logdir %s; its latent spaces: python -m vae_lightning.explore sweep=%s", len(jobs),
+            len(stopped) - cancelled, f", {cancelled} cancelled" if cancelled else "", sweep_dir, sweep_dir, sweep_dir)
         if stopped:
             for name, status in stopped.items():
                 print(f"error: job {name} {status['status']}: {status['error']}", file=sys.stderr)

@@ -31,6 +31,8 @@ from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.core.errors import ResourcesExhausted, WriteFailed
 from vae_lightning.core.files import EXHAUSTED, causes, resource_error
+from vae_lightning.explorer import PageSettings
+from vae_lightning.explorer.sources import PAGE_NAME, write_run_page
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.runs import console, slurm, sweep, threads, tracking
 from vae_lightning.runs.checkpoint import (
@@ -66,6 +68,7 @@ TRAINER_SETTINGS: dict[str, Check] = {
     "trainer.accumulate_grad_batches": integer(1),
     "seed": SEED,
     "ckpt_path": CKPT_PATH.or_null("a new run"),
+    "explore": Check(lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -148,7 +151,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                               cfg.get("seed"))
             tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg):
+            page = explorer_page(output, cfg, datamodule) if cfg.get("explore") and not other_rank() else None
+            for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg, page):
                 console.say("%s", line)
             return metrics
     except Exception as err:
@@ -237,6 +241,19 @@ def saved_step(checkpoint: Path) -> int | str:
         return "unknown"
 
 
+def explorer_page(output: Path, cfg: DictConfig, datamodule: L.LightningDataModule) -> Path | None:
+    """`<run>/explore.html`, the explorer's page of the run's last checkpoint (as `python -m vae_lightning.explore
+    ckpt_path=<run>` writes it, from the test images already in memory); None for a run without a last checkpoint
+    (debug=fdr) or with a 1-D latent."""
+    last = output / "checkpoints" / "last.ckpt"
+    if not last.is_file() or cfg.model.latent_dim < 2:  # no plane to show in a 1-D latent
+        return None
+    settings = PageSettings()
+    test = datamodule.splits["test"]
+    images = (test.images[: settings.n_points].unsqueeze(1).float().div(255), test.labels[: settings.n_points])
+    return write_run_page(output, last, cfg.get("samplers") or {}, settings, lambda _: images, output / PAGE_NAME)
+
+
 def shown(path: Path | str) -> str:
     """A path as the user would type it: relative to the current folder when it is inside it."""
     path = Path(path).absolute()
@@ -254,8 +271,10 @@ def run_line(output: Path, module: L.LightningModule, annealing: KLAnnealing, cf
             f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}")
 
 
-def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: float, cfg: DictConfig) -> list[str]:
-    """What the run gave and, for a single run, what to do next, with its paths filled in."""
+def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: float, cfg: DictConfig,
+                  page: Path | None = None) -> list[str]:
+    """What the run gave and, for a single run, what to do next, with its paths filled in (`page`: the run's
+    explorer page)."""
     minutes, rest = divmod(round(seconds), 60)
     took = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     stage = "test" if "test/elbo" in metrics else "val"
@@ -269,7 +288,8 @@ def summary_lines(output: Path, metrics: dict[str, float], best: str, seconds: f
         return lines
     run = shown(output)
     last = output / "checkpoints" / "last.ckpt"
-    lines += ["next:", f"  tensorboard --logdir {run}",
+    lines += ["next:", *([f"  open {shown(page)} in a browser   # the latent-space explorer"] if page else []),
+              f"  tensorboard --logdir {run}",
               f"  python -m vae_lightning.evaluate ckpt_path={run}",
               f"  python -m vae_lightning.sample ckpt_path={run}"]
     if last.is_file():
