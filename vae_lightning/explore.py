@@ -69,6 +69,7 @@ def explore(cfg: DictConfig) -> Path:
     """Write the page of `cfg.ckpt_path` (a run) or of `cfg.sweep` (a multirun folder); returns its path."""
     from vae_lightning.core.checks import OUTPUT, SEED, check_settings, list_of
     from vae_lightning.core.errors import UserError
+    from vae_lightning.explorer.page import check_replaceable
     from vae_lightning.explorer.sources import (
         PAGE_NAME,
         SWEEP,
@@ -78,6 +79,7 @@ def explore(cfg: DictConfig) -> Path:
         write_sweep_page,
     )
     from vae_lightning.runs.checkpoint import CKPT_PATH, resolve_checkpoint
+    from vae_lightning.runs.earlier import check_switch
     from vae_lightning.runs.folders import run_dir_of
 
     check_settings(cfg, {"ckpt_path": CKPT_PATH.or_null("with sweep="), "sweep": SWEEP.or_null("with ckpt_path="),
@@ -91,11 +93,15 @@ def explore(cfg: DictConfig) -> Path:
         runs = sweep_runs(folder, None if cfg.seeds is None else list(cfg.seeds))
         output = Path(cfg.output) if cfg.output else folder / PAGE_NAME
         check_writable(output)
+        if cfg.output:  # the folder's own explore.html is its view, rebuilt; a file the user named is protected
+            check_replaceable(output, str(folder.absolute()), check_switch(cfg.get("overwrite", False)))
         return write_sweep_page(folder, runs, cfg.samplers or {}, settings, test_images(cfg), output)
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
     run = Path(cfg.ckpt_path) if Path(cfg.ckpt_path).is_dir() else run_dir_of(checkpoint) or checkpoint.parent
     output = Path(cfg.output) if cfg.output else run / PAGE_NAME
     check_writable(output)
+    if cfg.output:  # the run's own explore.html is its view, rebuilt; a file the user named is protected
+        check_replaceable(output, str(run.absolute()), check_switch(cfg.get("overwrite", False)))
     return write_run_page(run, checkpoint, cfg.samplers or {}, settings, test_images(cfg), output)
 
 

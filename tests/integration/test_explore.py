@@ -134,3 +134,23 @@ def test_a_run_of_members_is_explored_as_a_sweep_of_its_seeds(mnist_root, tmp_pa
     assert explored.returncode == 0, explored.stderr[-3000:]
     (config,) = page_data(out)["configs"]
     assert [entry["seed"] for entry in config["runs"]] == [0, 1]
+
+
+def test_an_output_file_is_replaced_only_by_a_page_of_the_same_run_unless_told(trained_run, mnist_root, tmp_path):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    mine = tmp_path / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    line = refused(tmp_path, f"ckpt_path={run}", f"data.root={mnist_root}", f"output={mine}")
+    assert line == (f"error: output={mine} exists (a file this command did not write); add overwrite=true to replace "
+                    "it, or choose another output=<file.html>")
+    page = tmp_path / "page.html"
+    for _ in range(2):  # a page of the same run is rebuilt in place
+        result = run_cli("vae_lightning.explore", f"ckpt_path={run}", f"data.root={mnist_root}", f"output={page}",
+                         "n_points=50")
+        assert result.returncode == 0, result.stderr[-3000:]
+    other = shutil.copytree(trained_run, tmp_path / "other")
+    line = refused(tmp_path, f"ckpt_path={other}", f"data.root={mnist_root}", f"output={page}")
+    assert "exists (the explorer page of another run or sweep); add overwrite=true" in line
+    result = run_cli("vae_lightning.explore", f"ckpt_path={other}", f"data.root={mnist_root}", f"output={mine}",
+                     "overwrite=true", "n_points=50")
+    assert result.returncode == 0 and "my notes" not in mine.read_text(), result.stderr[-3000:]

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vae_lightning.core.errors import UserError
 from vae_lightning.core.files import write_atomically
 
 TEMPLATE = """<!DOCTYPE html>
@@ -18,6 +19,7 @@ TEMPLATE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="vae-lightning-explore" content="{note}">
 <title>{title}</title>
 <style>
 {style}
@@ -57,6 +59,28 @@ def page_html(title: str, views: Sequence[dict[str, Any]], selectors: Sequence[d
     data = json.dumps(page_data(views, selectors), separators=(",", ":"), allow_nan=False)
     return TEMPLATE.format(title=html.escape(title), note=html.escape(note), style=_asset("explorer.css"),
                            script=_asset("explorer.js"), data=data.replace("</", "<\\/"))
+
+
+SOURCE_META = '<meta name="vae-lightning-explore" content="{}">'
+
+
+def check_replaceable(path: Path, source: str, overwrite: bool) -> None:
+    """Whether `explore` may write its page to `path`: nothing there, a page of the same run or sweep (`source`, its
+    folder; the page is a view of it, rebuilt with today's settings), or overwrite=true; else a UserError naming what
+    is there, so that a file the user did not ask to replace is never replaced."""
+    if overwrite or not path.exists():
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        head = ""
+    if SOURCE_META.format(html.escape(source)) in head:
+        return
+    what = ("the explorer page of another run or sweep" if 'name="vae-lightning-explore"' in head
+            else "a file this command did not write")
+    raise UserError(f"output={path} exists ({what}); add overwrite=true to replace it, or choose another "
+                    "output=<file.html>")
 
 
 def write_page(path: Path, text: str) -> Path:
