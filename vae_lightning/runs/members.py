@@ -179,7 +179,8 @@ class MemberRuns(Callback):
 
     def member_checkpoint(self, trainer: L.Trainer, k: int, optimizer_state: dict[str, Any] | None) -> dict[str, Any]:
         """Member k as a single run's checkpoint: its weights, config sections and step (what `load_model`,
-        `evaluate` and `sample` read), the KL schedule's state, and its slice of the optimizer's state."""
+        `evaluate` and `sample` read), which run of members it belongs to, and (in last.ckpt) its slice of the
+        optimizer's state. It resumes only with its run (`checkpoint.check_members`)."""
         member = self.stack.members[k]
         checkpoint: dict[str, Any] = {
             "epoch": trainer.current_epoch, "global_step": trainer.global_step,
