@@ -139,6 +139,8 @@ def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, b
         settings = OmegaConf.select(cfg, "mechanisms.precision_recall")
         if settings is not None and cfg.mechanisms.enabled and settings.n_images > 0 and reference.features is not None:
             n = settings.n_images  # evaluation/mechanisms.py: Kynkäänniemi et al. 2019, Naeem et al. 2020
-            row.update(vars(precision_recall(reference.features[:n], features[:n], k=settings.k)))
+            real, fake = reference.features[:n], features[:n]
+            if min(len(real), len(fake)) > max(settings.k, 5):  # k-NN balls need more points than neighbours
+                row.update(vars(precision_recall(real, fake, k=settings.k)))
         rows.append({**row, "model_prior": own})
     return [*rows, reference.row]
