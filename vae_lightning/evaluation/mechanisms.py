@@ -105,20 +105,13 @@ def prior_holes(prior: LatentDistribution, params: Tensor, n_draws: int = 10_000
     return Holes(mass=float(in_hole.double().mean()), ratio=ratio, in_hole=in_hole.cpu(), draws=draws)
 
 
-def _kth_neighbour_distance(features: Tensor, k: int, chunk_size: int = 1024) -> Tensor:
-    """Distance of each row of `features` [N, F] to its k-th nearest other row, float64 [N]."""
+def _neighbour_distances(features: Tensor, ks: tuple[int, ...], chunk_size: int = 1024) -> list[Tensor]:
+    """For each k of `ks`, the distance of each row of `features` [N, F] to its k-th nearest other row, float64 [N]:
+    one pass over the pairwise distances for every k."""
     f = features.double()
-    out = []
-    for chunk in f.split(chunk_size):
-        distances = torch.cdist(chunk, f)
-        out.append(distances.kthvalue(k + 1, dim=1).values)  # the 0-th neighbour is the row itself
-    return torch.cat(out)
-
-
-def _inside_any_ball(points: Tensor, centres: Tensor, radii: Tensor, chunk_size: int = 1024) -> Tensor:
-    """How many of the balls (centres [N, F], radii [N]) hold each point [M, F]: int [M]."""
-    c, r = centres.double(), radii.double()
-    return torch.cat([(torch.cdist(chunk, c) <= r).sum(dim=1) for chunk in points.double().split(chunk_size)])
+    nearest = torch.cat([torch.cdist(chunk, f).topk(max(ks) + 1, dim=1, largest=False).values
+                         for chunk in f.split(chunk_size)])  # [N, max k + 1]: column 0 is the row itself
+    return [nearest[:, k] for k in ks]
 
 
 @dataclass(frozen=True)
@@ -129,23 +122,30 @@ class PrecisionRecall:
     coverage: float  # Naeem et al. 2020: real samples whose ball holds a generated sample
 
 
-def precision_recall(real: Tensor, fake: Tensor, k: int = 3, k_density: int = 5) -> PrecisionRecall:
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3, k_density: int = 5,
+                     chunk_size: int = 1024) -> PrecisionRecall:
     """Improved precision and recall (Kynkäänniemi et al. 2019, eq. 1-3, k-NN balls with k = 3) and density and
-    coverage (Naeem et al. 2020, eq. 4-5, k = 5) of generated features `fake` [M, F] against real ones [N, F]."""
-    real_radii, fake_radii = _kth_neighbour_distance(real, k), _kth_neighbour_distance(fake, k)
-    precision = float((_inside_any_ball(fake, real, real_radii) > 0).double().mean())
-    recall = float((_inside_any_ball(real, fake, fake_radii) > 0).double().mean())
-    radii = _kth_neighbour_distance(real, k_density)
-    density = float(_inside_any_ball(fake, real, radii).double().sum() / (k_density * len(fake)))
-    return PrecisionRecall(precision, recall, density, _covered(real, fake, radii))
+    coverage (Naeem et al. 2020, eq. 4-5, k = 5) of generated features `fake` [M, F] against real ones [N, F].
 
-
-def _covered(real: Tensor, fake: Tensor, radii: Tensor, chunk_size: int = 1024) -> float:
-    """The share of real points whose k-NN ball holds at least one generated point (coverage)."""
-    r, f = real.double(), fake.double()
-    hits = [((torch.cdist(chunk, f) <= radius.unsqueeze(1)).any(dim=1))
-            for chunk, radius in zip(r.split(chunk_size), radii.double().split(chunk_size), strict=True)]
-    return float(torch.cat(hits).double().mean())
+    All four come from one pass over the generated-to-real distances, `chunk_size` generated rows at a time: a row
+    d[i, j] = |fake_i - real_j| says whether fake_i lies in real_j's balls (precision, density, coverage) and whether
+    real_j lies in fake_i's ball (recall)."""
+    real_radii, density_radii = _neighbour_distances(real, (k, k_density))
+    (fake_radii,) = _neighbour_distances(fake, (k,))
+    in_real_manifold = 0
+    in_balls = 0.0
+    recalled = torch.zeros(len(real), dtype=torch.bool)
+    covered = torch.zeros(len(real), dtype=torch.bool)
+    r = real.double()
+    for chunk, radii in zip(fake.double().split(chunk_size), fake_radii.split(chunk_size), strict=True):
+        d = torch.cdist(chunk, r)  # [chunk, N]
+        in_real_manifold += int((d <= real_radii).any(dim=1).sum())
+        inside = d <= density_radii
+        in_balls += float(inside.sum())
+        covered |= inside.any(dim=0)
+        recalled |= (d <= radii.unsqueeze(1)).any(dim=0)
+    return PrecisionRecall(precision=in_real_manifold / len(fake), recall=float(recalled.double().mean()),
+                           density=in_balls / (k_density * len(fake)), coverage=float(covered.double().mean()))
 
 
 def elbo_of(module: VAEModule, x: Tensor, params: Tensor, n_draws: int, seed: int = 0) -> Tensor:

@@ -114,8 +114,7 @@ def check_vectorisable(cfg: DictConfig) -> None:
                         "together (one norm over the stack); with seeds=[...] leave it null, or train the seeds as "
                         "single runs: -m seed=0,1,2")
     devices, strategy = trainer.get("devices"), str(trainer.get("strategy", "auto"))
-    if (isinstance(devices, int) and devices not in (1,)) or not isinstance(devices, (int, str)) or \
-            (isinstance(devices, str) and devices != "auto") or "ddp" in strategy or trainer.get("num_nodes", 1) != 1:
+    if devices not in (1, "auto") or "ddp" in strategy or trainer.get("num_nodes", 1) != 1:
         raise UserError(f"trainer.devices={devices} trainer.strategy={strategy}: a K-member run trains on one device "
                         "(the members are its batch); set trainer.devices=1, or train the seeds as single runs")
     unknown = [k for k, c in (cfg.get("callbacks") or {}).items()
