@@ -65,10 +65,9 @@ from vae_lightning.runs.folders import split_override
 from vae_lightning.runs.lock import other_rank, run_lock
 from vae_lightning.runs.training import (
     TRAINER_SETTINGS,
-    raise_log_write_errors,
+    machine_faults,
     run_line,
     shown,
-    stopped_by_the_machine,
     train,
 )
 
@@ -297,8 +296,7 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
 
     trainer: L.Trainer | None = None
-    raise_log_write_errors()
-    try:  # a full disk, a read-only folder or memory running out: one line, as for a single run
+    with machine_faults(output, cfg, lambda: trainer):  # a full disk, a read-only folder, memory: one line
         writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
         with nullcontext() if other_rank() else writer:
             loggers = [start_member_folder(folder, member, seed)
@@ -348,11 +346,6 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
             for line in summary_lines(output, seeds, results, time.perf_counter() - start):
                 console.say("%s", line)
             return metrics
-    except Exception as err:
-        stopped = stopped_by_the_machine(err, output, trainer, cfg)
-        if stopped is None:
-            raise
-        raise stopped from err
 
 
 def summary_lines(output: Path, seeds: list[int], results: list[dict[str, float]], seconds: float) -> list[str]:

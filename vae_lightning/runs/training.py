@@ -15,7 +15,8 @@ import shlex
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -124,8 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized()
                   else cfg.trainer.get("default_root_dir") or Path.cwd())
     trainer: L.Trainer | None = None
-    raise_log_write_errors()
-    try:  # a full disk, a read-only folder or memory running out: one line (stopped_by_the_machine)
+    with machine_faults(output, cfg, lambda: trainer):  # a full disk, a read-only folder, memory: one line
         # one writer per run folder (runs/lock.py): the process of global rank 0 holds it (DDP's other ranks run
         # this function too, in processes of their own)
         writer = run_lock(output, shlex.join(["python", "-m", "vae_lightning.train", *sys.argv[1:]]))
@@ -155,8 +155,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
             for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg, page):
                 console.say("%s", line)
             return metrics
+
+
+@contextmanager
+def machine_faults(output: Path, cfg: DictConfig, trainer: Callable[[], L.Trainer | None]) -> Iterator[None]:
+    """Training (a run's or a run of members') inside it ends, when the machine stops it (a full disk or quota, a
+    read-only folder, memory: `stopped_by_the_machine`), with that one line; `trainer()` is the trainer by then, if
+    any. A line that train.log cannot take stops it too (`raise_log_write_errors`)."""
+    raise_log_write_errors()
+    try:
+        yield
     except Exception as err:
-        stopped = stopped_by_the_machine(err, output, trainer, cfg)
+        stopped = stopped_by_the_machine(err, output, trainer(), cfg)
         if stopped is None:
             raise
         raise stopped from err
