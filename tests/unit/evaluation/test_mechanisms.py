@@ -61,6 +61,23 @@ def test_far_apart_posteriors_carry_log_n_and_the_identity_holds_draw_by_draw():
     assert surgery.kl == pytest.approx(analytic, rel=0.02)  # the average KL term itself, against its closed form
 
 
+def test_surgery_of_a_linear_gaussian_encoder_matches_the_closed_forms():
+    """Posterior means mu_n ~ N(0, a^2 I) with posterior variance s^2 I and a N(0, I) prior: the aggregate posterior
+    is N(0, (a^2 + s^2) I), so the marginal KL is D/2 (v - 1 - log v) with v = a^2 + s^2, and the index-code
+    mutual information tends to the Gaussian channel's D/2 log(1 + a^2 / s^2) (Hoffman & Johnson 2016, eq. 2-4)
+    for N much larger than exp(I)."""
+    a, s, n, dim = 2.0, 0.5, 6000, 2
+    means = torch.randn(n, dim, generator=torch.Generator().manual_seed(11), dtype=torch.float64) * a
+    params = normal_params(means, math.log(s**2))
+    surgery = elbo_surgery(NormalPrior(dim), params, seed=5)
+    v = a**2 + s**2
+    # the finite sample of means moves the two population values by a few hundredths (measured over seeds)
+    assert surgery.marginal_kl == pytest.approx(dim / 2 * (v - 1 - math.log(v)), abs=0.1)  # 1.80 nats
+    assert surgery.mutual_information == pytest.approx(dim / 2 * math.log(1 + a**2 / s**2), abs=0.05)  # 2.83
+    exact_kl = kl_divergence(NormalPrior(dim).posterior(params), Normal(0.0, 1.0)).sum(-1).mean().item()
+    assert surgery.kl == pytest.approx(exact_kl, rel=0.02)  # the average KL term: only the draws' Monte Carlo
+
+
 def test_the_prior_has_no_holes_where_q_is_the_prior_and_nearly_all_mass_in_holes_far_from_it():
     prior = NormalPrior(2)
     same = prior_holes(prior, normal_params(torch.zeros(100, 2), 0.0), n_draws=2000)
