@@ -21,7 +21,7 @@ from vae_lightning.evaluation.classifier import DigitClassifier, as_input
 from vae_lightning.evaluation.likelihood import likelihood_metrics
 from vae_lightning.evaluation.quality import reference_of, sample_quality
 from vae_lightning.latent import BetaPrior, MixturePrior, NormalPrior
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 
 # the tolerance nll_exact's refinement stops at (conf/evaluate.yaml exact.tolerance)

@@ -20,7 +20,7 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.latent import LatentDistribution, has_quantiles
 from vae_lightning.latent.geometry import box_mass, central_box, fixed_noise, grid_quantiles
-from vae_lightning.latent.samplers import build_samplers, fit_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, fit_samplers, same_distribution
 from vae_lightning.model import VAEModule
 from vae_lightning.pictures import (
     decoded_grid,

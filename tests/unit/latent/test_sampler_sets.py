@@ -12,7 +12,7 @@ from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.latent.factorised import beta_cdf, beta_icdf
 from vae_lightning.latent.geometry import central_box, fixed_uniforms, grid_quantiles
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.pictures import panel_figure, reconstruction_grid
 from vae_lightning.runs.folders import PROJECT_ROOT
 
