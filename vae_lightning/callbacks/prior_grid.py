@@ -67,7 +67,7 @@ class PriorGrid(Callback):
     posterior mean), so training is the same with and without this callback; only the global-zero
     process draws.
 
-    `samplers` are config entries without `latent_dim` (conf/samplers/), built at setup for the
+    `samplers` are config entries without `latent_dim` (conf/sampler_set/), built at setup for the
     model's latent size; the model's own prior is added unless one of them is its distribution.
     """
 
