@@ -175,7 +175,7 @@ def learned_prior_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory
     """A MoG(10)-prior run of 8 steps that draws its prior and the fitted samplers every epoch. Shared by the whole
     test run: read it, or copy it to change it."""
     logs = shared_folder(tmp_path_factory, "learned_prior", lambda folder: train_run(
-        mnist_root, folder, "prior=mog", "samplers=study_fitted", *PICTURED_STEPS))
+        mnist_root, folder, "prior=mog", "sampler_set=study_fitted", *PICTURED_STEPS))
     return only_run(logs)
 
 
@@ -185,7 +185,7 @@ def flow_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     the flow's learning rate differs from the networks' so that its parameter group shows. Shared by the whole test
     run: read it, or copy it to change it."""
     logs = shared_folder(tmp_path_factory, "flow", lambda folder: train_run(
-        mnist_root, folder, "prior=flow", "prior.lr=3e-4", "samplers=study_fitted", *PICTURED_STEPS))
+        mnist_root, folder, "prior=flow", "prior.lr=3e-4", "sampler_set=study_fitted", *PICTURED_STEPS))
     return only_run(logs)
 
 
@@ -213,7 +213,7 @@ def evaluated_run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
         run = train_run(mnist_root, folder / "logs", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
                         "test=false", "callbacks.prior_grid.latent_every_n_epochs=1")
         result = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, folder / "cache"), *QUICK,
-                         "samplers=study")
+                         "sampler_set=study")
         assert result.returncode == 0, result.stderr[-3000:]
 
     folder = shared_folder(tmp_path_factory, "evaluated", make)

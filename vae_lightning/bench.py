@@ -27,7 +27,7 @@ configuration as one stacked model, runs/members.py) on all the process's thread
 the study trained its seeds with (two single runs side by side, one thread each, in two fresh processes), as
 seconds per seed-epoch, and one line `per-seed cost at K=8 vs baseline: <ratio>` (the largest K when 8 is not
 among them). `--evaluate-cost` trains one single run at one thread and evaluates it at the study's settings
-(iwae.k=100, n_samples=10000, samplers=study_fitted, all test images, one thread), and prints
+(iwae.k=100, n_samples=10000, sampler_set=study_fitted, all test images, one thread), and prints
 `evaluate vs train, one study job: <ratio>`: evaluation seconds over 20 epochs' training seconds (evaluate
 overrides may follow the flag: `--evaluate-cost classifier.epochs=1`).
 

@@ -110,6 +110,12 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
             example = next((w for e in examples for w in e.split()[3:] if "=" in w and not w.startswith("-")),
                            "key=value")
             fail(f"{flag} is not an option; write overrides as key=value, e.g. {example} (see --help)")
+    from vae_lightning.runs.renames import refuse_renamed
+
+    try:
+        refuse_renamed(config_name, [a for a in args if not a.startswith("-")])
+    except UserError as err:
+        fail(str(err))
     import hydra
     from hydra.errors import HydraException
 
@@ -350,7 +356,7 @@ def _main_keys(config_name: str, overrides: Sequence[str]) -> str:
             chosen[group] = option
     for group, option in sorted(chosen.items()):
         path = CONF_DIR / group / f"{option}.yaml"
-        if option is not None and path.is_file() and group not in ("experiment", "debug", "samplers", "callbacks"):
+        if option is not None and path.is_file() and group not in ("experiment", "debug", "sampler_set", "callbacks"):
             pairs += _scalars(yaml.safe_load(path.read_text()) or {}, f"{group}.", depth=0)[:8]
     lines, line = [], " "
     for pair in pairs:

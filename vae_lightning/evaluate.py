@@ -34,7 +34,7 @@ EXAMPLES = (
     f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN}",
     f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN} data.root=/data/mnist data.download=false",
     f"python -m vae_lightning.evaluate ckpt_path={cli.EXAMPLE_RUN} 'iwae.k=[1000,5000]' n_images=2000",
-    "python -m vae_lightning.evaluate ckpt_path=run.ckpt samplers=study '~samplers.beta_1_1' device=cpu",
+    "python -m vae_lightning.evaluate ckpt_path=run.ckpt sampler_set=study '~samplers.beta_1_1' device=cpu",
 )
 
 

@@ -1,11 +1,12 @@
-"""Decode a sampler's draws with a trained model: `python -m vae_lightning.sample ckpt_path=... [sampler=...]`.
+"""Decode latent draws with a trained model: `python -m vae_lightning.sample ckpt_path=... [prior=...|fitted=...]`.
 
 The model is rebuilt from the config stored in the checkpoint (a learned prior with its trained
-parameters); `sampler=prior` (the default) draws from it. No dataset is needed, except by the samplers
-fitted to the model (`sampler=aggregate`, `sampler=gmm`, `sampler=flow`), which read the training images from
-`data.root`. For samplers with quantiles the noise is `n` seeded uniforms through the quantile
+parameters) and draws from its own prior by default. `prior=<option>` draws from another distribution of
+conf/prior/ instead (the same spelling as training with it: `prior=beta prior.alpha=4 prior.beta=3`);
+`fitted=<option>` from one of conf/fitted/ (aggregate, gmm, flow), fitted to the model first from the training
+images of `data.root`. For samplers with quantiles the noise is `n` seeded uniforms through the quantile
 function, so two samplers with the same seed show the same quantiles cell by cell. Multirun works as
-usual: `python -m vae_lightning.sample -m ckpt_path=... sampler=beta sampler.alpha=1,1.1,4 sampler.beta=1,2`.
+usual: `python -m vae_lightning.sample -m ckpt_path=... prior=beta prior.alpha=1,1.1,4 prior.beta=1,2`.
 """
 
 from __future__ import annotations
@@ -24,26 +25,26 @@ if TYPE_CHECKING:
 
 
 HELP = """\
-python -m vae_lightning.sample ckpt_path=<run folder or .ckpt> [sampler=option] [key=value ...]
+python -m vae_lightning.sample ckpt_path=<run folder or .ckpt> [prior=option | fitted=option] [key=value ...]
 
-Draws n latents from a sampler and writes the trained decoder's images as one PNG grid: the model's own
-prior by default, or any other (sampler=beta sampler.alpha=4 sampler.beta=3). The same seed gives every
-sampler the same draws (quantile by quantile where it can), so two grids compare cell by cell.
+Draws n latents and writes the trained decoder's images as one PNG grid: of the model's own prior by
+default, of another distribution of conf/prior/ (prior=beta prior.alpha=4 prior.beta=3), or of one of
+conf/fitted/ fitted to the model (fitted=gmm). The same seed gives every sampler the same draws (quantile by
+quantile where it can), so two grids compare cell by cell.
 
-Reads    the checkpoint; the samplers fitted to the model (aggregate, gmm, flow) also read the training images
+Reads    the checkpoint; the samplers fitted to the model (fitted=aggregate, gmm, flow) also read the training images
          from data.root = {data}  (VAE_DATA_ROOT sets it)
 Writes   output=<file.png>, else {logs}/sample/runs/<timestamp>/<sampler>.png; an existing output=<file.png>
          is replaced only by the same picture again (same checkpoint, step and settings) or with overwrite=true
 """
 EXAMPLES = (
     f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN}",
-    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=aggregate data.root=data",
-    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=gaussian sampler.loc=1 "
-    "sampler.scale=2",
-    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=4 sampler.beta=3 "
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} fitted=aggregate data.root=data",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} prior=gaussian prior.loc=1 prior.scale=2",
+    f"python -m vae_lightning.sample ckpt_path={cli.EXAMPLE_RUN} prior=beta prior.alpha=4 prior.beta=3 "
     "n=100 nrow=10 output=beta_4_3.png",
-    f"python -m vae_lightning.sample -m ckpt_path={cli.EXAMPLE_RUN} sampler=beta sampler.alpha=1,1.1,4 "
-    "sampler.beta=1,2",
+    f"python -m vae_lightning.sample -m ckpt_path={cli.EXAMPLE_RUN} prior=beta prior.alpha=1,1.1,4 "
+    "prior.beta=1,2",
 )
 
 
@@ -64,19 +65,25 @@ def training_images(cfg: DictConfig, stored: dict[str, Any], name: str) -> Tenso
 
 
 def chosen_sampler(cfg: DictConfig, module: VAEModule, stored: dict[str, Any]) -> LatentDistribution:
-    """`cfg.sampler` for the model, fitted to it: its own prior for `sampler=prior`."""
+    """The distribution to draw from, at the model's latent size: `cfg.prior` or `cfg.fitted` (fitted to the
+    model), else the model's own prior."""
     from vae_lightning.core.building import build
-    from vae_lightning.latent.samplers import fit_samplers
+    from vae_lightning.core.errors import UserError
+    from vae_lightning.latent.sampler_sets import fit_samplers
 
-    if cfg.sampler.get("model_prior"):
+    chosen = [group for group in ("prior", "fitted") if cfg.get(group)]
+    if not chosen:
         return module.prior
-    sampler = build(cfg.sampler, "sampler", latent_dim=module.latent_dim)
+    if len(chosen) > 1:
+        raise UserError("prior= and fitted= both choose the distribution to draw from: give one of them (neither: "
+                        "the model's own prior)")
+    sampler = build(cfg[chosen[0]], chosen[0], latent_dim=module.latent_dim)
     fit_samplers([sampler], module, lambda: training_images(cfg, stored, sampler.name))
     return sampler
 
 
 def sample(cfg: DictConfig) -> Path:
-    """Write the grid of `cfg.n` draws of `cfg.sampler` decoded by the checkpoint's model."""
+    """Write the grid of `cfg.n` draws of the chosen distribution decoded by the checkpoint's model."""
     from vae_lightning.core.checks import COUNT, OUTPUT, SEED, check_settings
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent.geometry import fixed_noise

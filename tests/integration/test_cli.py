@@ -41,14 +41,22 @@ BAD_INPUTS = [
     ("train", "--epochs 5", "--epochs is not an option; write overrides as key=value, e.g. prior=beta"),
     ("train", "-m prior=normal,betta seed=0,1", "prior=betta is not an option of prior: choose one of beta,"),
     ("evaluate", "--foo=1", "--foo is not an option; write overrides as key=value, e.g. ckpt_path="),
-    ("evaluate", "ckpt_path={run} samplers=foo", "samplers=foo is not an option of samplers: choose one of study"),
+    ("evaluate", "ckpt_path={run} sampler_set=foo", "sampler_set=foo is not an option of sampler_set: choose"),
     ("evaluate", "ckpt_path={run} data_root={data}", "data_root={data} is not a key of this command's config"),
     ("evaluate", "ckpt_path={run} data.root={data} device=tpu", "device='tpu' is invalid: must be one of auto, cpu"),
     ("evaluate", "ckpt_path={run} exact.tail=0.7", "exact.tail=0.7 is invalid: must be a number in (0, 0.5]"),
-    ("sample", "ckpt_path={run} sampler=foo",
-     "sampler=foo is not an option of sampler: choose one of aggregate, beta, flow, gaussian, gmm, normal, prior"),
-    ("sample", "ckpt_path={run} sampler.alpha=2", "sampler.alpha=2 is not a key of this command's config"),
+    ("sample", "ckpt_path={run} prior=foo", "prior=foo is not an option of prior: choose one of beta,"),
+    ("sample", "ckpt_path={run} fitted=foo", "fitted=foo is not an option of fitted: choose one of aggregate,"),
+    ("sample", "ckpt_path={run} prior.alpha=2", "prior.alpha=2 is not a key of this command's config"),
     ("sample", "ckpt_path={run} n=0", "n=0 is invalid: must be an integer >= 1"),
+    # spellings renamed when a latent distribution came to be configured once (runs/renames.py)
+    ("train", "samplers=study_fitted", "samplers=study_fitted is renamed: write sampler_set=study_fitted"),
+    ("train", "experiment=beta_4_3", "experiment=beta_4_3 is renamed: write prior=beta_4_3 annealing=linear"),
+    ("evaluate", "ckpt_path={run} samplers=study", "samplers=study is renamed: write sampler_set=study"),
+    ("sample", "ckpt_path={run} sampler=beta sampler.alpha=4", "sampler=beta is renamed: write prior=beta"),
+    ("sample", "ckpt_path={run} sampler.alpha=4", "sampler.alpha=4 is renamed: write prior.alpha=4"),
+    ("sample", "ckpt_path={run} sampler=gmm", "sampler=gmm is renamed: write fitted=gmm"),
+    ("sample", "ckpt_path={run} prior=beta fitted=gmm", "prior= and fitted= both choose the distribution"),
     ("beta_grid", "ckpt_path={run} paths=foo", "paths=foo is not an option of paths: choose one of default"),
     ("beta_grid", "ckpt_path={run} alpha=[1]", "alpha=[1] is not a key of this command's config"),
     ("beta_grid", "ckpt_path={run} alphas=[0,1]", "alphas=[0, 1] is invalid: must be a non-empty list of numbers > 0"),
@@ -63,7 +71,7 @@ BAD_INPUTS = [
     ("bench", "--epochs 0", "--epochs=0 is invalid: must be an integer >= 1"),
     ("bench", "--foo", "unrecognized arguments: --foo"),
     ("bench", "data.root={missing} data.download=false", "mnist not found: missing train-images-idx3-ubyte.gz"),
-    ("explore", "ckpt_path={run} samplers=foo", "samplers=foo is not an option of samplers: choose one of study"),
+    ("explore", "ckpt_path={run} sampler_set=foo", "sampler_set=foo is not an option of sampler_set: choose"),
     ("explore", "ckpt_path={run} grid_size=2", "grid_size=2 is invalid: must be an integer in 8..512"),
     ("explore", "sweep={missing}", "sweep={missing} is not a folder; give a multirun folder"),
     ("report", "{data} --foo", "unrecognized arguments: --foo"),
@@ -71,10 +79,11 @@ BAD_INPUTS = [
 ]
 HYDRA_COMMANDS = {"train": "train", "evaluate": "evaluate", "sample": "sample", "beta_grid": "beta_grid",
                   "classifier": "train_classifier", "explore": "explore"}
-GROUPS = {"train": ("annealing", "callbacks", "data", "experiment", "model", "prior", "samplers", "trainer"),
-          "evaluate": ("classifier", "paths", "samplers"), "sample": ("paths", "sampler"), "beta_grid": ("paths",),
+GROUPS = {"train": ("annealing", "callbacks", "data", "experiment", "model", "prior", "sampler_set", "trainer"),
+          "evaluate": ("classifier", "paths", "sampler_set"), "sample": ("fitted", "paths", "prior"),
+          "beta_grid": ("paths",),
           "classifier": ("classifier", "paths"), "bench": ("data", "model", "prior", "trainer"), "report": (),
-          "explore": ("paths", "samplers")}
+          "explore": ("paths", "sampler_set")}
 MODULES = {"train": train, "evaluate": evaluate, "sample": sample, "beta_grid": beta_grid, "classifier": classifier,
            "bench": bench, "report": report, "explore": explore}
 

@@ -111,7 +111,7 @@ def test_redirected_output_gets_one_line_per_epoch_and_no_redraws(mnist_root, tm
 def test_redirected_evaluate_reports_each_stage_in_one_line(trained_run, mnist_root, tmp_path):
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))  # evaluate writes into the run folder
     overrides = [o for o in evaluate_overrides(run, mnist_root, tmp_path / "cache") if o != "progress=false"]
-    result = run_cli("vae_lightning.evaluate", *overrides, *QUICK, "samplers=study", "progress=true")
+    result = run_cli("vae_lightning.evaluate", *overrides, *QUICK, "sampler_set=study", "progress=true")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\r" not in result.stdout + result.stderr
     stages = [line for line in result.stdout.splitlines() if re.fullmatch(r".+: \d+ of \d+ done in [\d.]+ s", line)]

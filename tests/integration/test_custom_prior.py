@@ -47,7 +47,7 @@ class StudentTPrior(LatentDistribution):
 
 def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_path):
     search, env = config_on_searchpath(tmp_path, "prior", "student_t", "_target_: test_custom_prior.StudentTPrior\n"
-                                       "latent_dim: ${model.latent_dim}\ndf: 3.0\n", __file__)
+                                       "df: 3.0\n", __file__)  # no latent_dim: the code passes the model's
     logs = tmp_path / "logs"
     train = run_cli("vae_lightning.train", *tiny_overrides(mnist_root, logs), search, "prior=student_t",
                     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false",
@@ -72,6 +72,7 @@ def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_pa
     assert rows["student_t_3"]["model_prior"] and math.isfinite(rows["student_t_3"]["fid"])
     assert "aggregate_posterior" in rows and "gmm_10" in rows
 
-    sample = run_cli("vae_lightning.sample", f"ckpt_path={run}", "n=9", "nrow=3", f"output={tmp_path / 't.png'}",
-                     env=env)
+    # the same YAML as a sampler, at other settings: one file is the prior and the sampler
+    sample = run_cli("vae_lightning.sample", f"ckpt_path={run}", search, "prior=student_t", "prior.df=5", "n=9",
+                     "nrow=3", f"output={tmp_path / 't.png'}", env=env)
     assert sample.returncode == 0 and (tmp_path / "t.png").is_file(), sample.stderr[-3000:]

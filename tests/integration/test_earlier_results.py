@@ -27,7 +27,7 @@ def test_evaluate_replaces_another_evaluation_only_when_told_and_moves_it_aside(
     run, cache = evaluated_run
     copy = Path(shutil.copytree(run, tmp_path / "runs" / "mine"))  # its eval/ is of the original's checkpoint
     before = snapshot(copy)
-    command = [*evaluate_overrides(copy, mnist_root, cache), *QUICK, "samplers=study", "tensorboard=false"]
+    command = [*evaluate_overrides(copy, mnist_root, cache), *QUICK, "sampler_set=study", "tensorboard=false"]
     line = refused(run_cli("vae_lightning.evaluate", *command), f"{copy / 'eval'} holds an earlier evaluation of "
                                                                 f"{run / 'checkpoints' / 'last.ckpt'} at step ")
     assert line.endswith("add overwrite=true to move it aside to eval.replaced-<timestamp> first, or write "
@@ -59,7 +59,7 @@ def test_sample_and_beta_grid_replace_a_picture_only_by_the_same_one_or_when_tol
     assert run_cli("vae_lightning.sample", *common).returncode == 0  # the same picture again
     assert png.read_bytes() == first
     before = snapshot(tmp_path)
-    line = refused(run_cli("vae_lightning.sample", *common, "sampler=beta"), f"output={png} exists (a sample picture "
+    line = refused(run_cli("vae_lightning.sample", *common, "prior=beta"), f"output={png} exists (a sample picture "
                                                                            f"of {trained_run}/checkpoints/last.ckpt at "
                                                                            "step ")
     assert line.endswith("with other settings); add overwrite=true to replace it, or choose another "

@@ -19,7 +19,7 @@ from vae_lightning.core.progress import no_track
 from vae_lightning.evaluation.likelihood import likelihood_metrics
 from vae_lightning.evaluation.pipeline import evaluate_checkpoint, load_test_set
 from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalPrior, VampPrior
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 from vae_lightning.runs.checkpoint import load_model
 from vae_lightning.runs.tracking import event_folder
@@ -98,7 +98,7 @@ def test_samplers_add_the_model_prior_unless_listed():
     added = samplers_with_own(samplers, BetaPrior(2, 2.0, 5.0))
     assert len(added) == 9 and added[-1][0].name == "beta_2_5" and added[-1][1]
     # the study's evaluation list: the same, then the flow fitted to q(z) (opt-in: slow to fit)
-    study = samplers_with_own(evaluate_cfg("samplers=study_fitted").samplers, GaussianPrior(2, 0.0, 1.0))
+    study = samplers_with_own(evaluate_cfg("sampler_set=study_fitted").samplers, GaussianPrior(2, 0.0, 1.0))
     assert [s.name for s, _ in study] == [s.name for s, _ in listed] + ["q_flow_nsf_4"]
     assert all(s.latent_dim == 2 for s, _ in added)
 

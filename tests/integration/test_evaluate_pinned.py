@@ -21,7 +21,7 @@ from vae_lightning.evaluation.classifier import DigitClassifier, as_input
 from vae_lightning.evaluation.likelihood import likelihood_metrics
 from vae_lightning.evaluation.quality import reference_of, sample_quality
 from vae_lightning.latent import BetaPrior, MixturePrior, NormalPrior
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 
 # the tolerance nll_exact's refinement stops at (conf/evaluate.yaml exact.tolerance)
@@ -73,7 +73,7 @@ def test_likelihood_values_are_pinned(prior):
     assert float(per_image["nll_exact"].mean()) == pytest.approx(exact["value"])
 
 
-# Today's values on the "normal" model with samplers=study_fitted: fid, clarity, diversity, probability_entropy
+# Today's values on the "normal" model with sampler_set=study_fitted: fid, clarity, diversity, probability_entropy
 QUALITY = {
     "normal_0_1": [1.2091146043131138, 0.16395830849806467, 0.0, 2.2615454156133032],
     "gaussian_1_2": [1.2760489625126272, 0.172364571839571, 0.07081055490819625, 2.2486432224732704],
@@ -99,7 +99,7 @@ def fixed_classifier() -> DigitClassifier:
 
 def test_sample_quality_values_are_pinned():
     module, classifier = fixed_model("normal"), fixed_classifier()
-    cfg = evaluate_cfg(*SETTINGS, "samplers=study_fitted")
+    cfg = evaluate_cfg(*SETTINGS, "sampler_set=study_fitted")
     reference = reference_of(classifier, synthetic_digits(128, 2)[0], cfg.batch_size)
     samplers = [(s, same_distribution(s, module.prior)) for s in build_samplers(cfg.samplers, 2, module.prior)]
     rows = sample_quality(module, samplers, classifier, reference, synthetic_digits(384, 1)[0], cfg, no_track, {})

@@ -37,7 +37,7 @@ def battery(run: Path, data: Path, cache: Path, logs: Path) -> list[tuple[str, l
         ("train", [*tiny_overrides(data, logs), "prior=beta", "prior.alpha=four"], "prior.alpha='four' is invalid"),
         ("train", [*tiny_overrides(data, logs), "prior=gaussian", "prior.scale=two"], "prior.scale='two' is invalid"),
         ("sample", [f"ckpt_path={run}", *out, f"n={HUGE}"], f"n={HUGE} is invalid: must be at most"),
-        ("sample", [f"ckpt_path={run}", *out, "sampler=beta", "sampler.alpha=four"], "sampler.alpha='four' is invalid"),
+        ("sample", [f"ckpt_path={run}", *out, "prior=beta", "prior.alpha=four"], "prior.alpha='four' is invalid"),
         ("beta_grid", [f"ckpt_path={run}", *out, "alphas=[0]"], "alphas=[0] is invalid"),
     ]
 

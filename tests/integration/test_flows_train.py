@@ -80,12 +80,12 @@ def test_flow_checkpoint_through_load_model_sample_and_evaluate(flow_run, mnist_
     assert result.returncode == 0, result.stderr[-3000:]
     first = pixels(tmp_path / "p.png")[2:30, 2:30, 0].astype(float) / 255  # the first digit, inside its border
     assert np.abs(first - images[0, 0].numpy()).max() <= 1 / 255 + 1e-6
-    fitted = run_cli("vae_lightning.sample", f"ckpt_path={flow_run}", "sampler=flow", "n=4", f"data.root={mnist_root}",
+    fitted = run_cli("vae_lightning.sample", f"ckpt_path={flow_run}", "fitted=flow", "n=4", f"data.root={mnist_root}",
                      f"output={tmp_path / 'q.png'}")
     assert fitted.returncode == 0 and (tmp_path / "q.png").is_file(), fitted.stderr[-3000:]
 
     evaluated = run_cli("vae_lightning.evaluate", *evaluate_overrides(flow_run, mnist_root, tmp_path / "cache"),
-                        *QUICK, "samplers=study_fitted", "tensorboard=false")
+                        *QUICK, "sampler_set=study_fitted", "tensorboard=false")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     saved = json.loads((flow_run / "eval" / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}

@@ -69,12 +69,12 @@ def command_keys(config_name: str, groups: dict[str, str]) -> list[str]:
 
 
 GROUP_OPTIONS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
-                 for g in ("prior", "model", "likelihood", "annealing", "data", "sampler", "samplers")}
+                 for g in ("prior", "model", "likelihood", "annealing", "data", "fitted", "sampler_set")}
 KEYS = {
     "train": command_keys("train", {"prior": "prior", "model": "model", "annealing": "annealing", "data": "data",
                                     "likelihood": "likelihood", "trainer": "trainer", "callbacks": "callbacks"}),
     "evaluate": command_keys("evaluate", {"classifier": "classifier"}),
-    "sample": command_keys("sample", {"sampler": "sampler"}),
+    "sample": command_keys("sample", {"prior": "prior", "fitted": "fitted"}),
     "beta_grid": command_keys("beta_grid", {}),
     "classifier": command_keys("train_classifier", {"classifier": "classifier"}),
 }
@@ -83,8 +83,8 @@ KEYS = {
 def overrides(command: str) -> st.SearchStrategy[list[str]]:
     """One or two drawn overrides, sometimes after choosing a group option whose keys then exist."""
     key_value = st.tuples(st.sampled_from(KEYS[command]), VALUES).map(lambda kv: f"{kv[0]}={kv[1]}")
-    groups = {"train": ["prior", "model", "likelihood", "annealing"], "sample": ["sampler"],
-              "evaluate": ["samplers"]}.get(command, [])
+    groups = {"train": ["prior", "model", "likelihood", "annealing"], "sample": ["prior", "fitted"],
+              "evaluate": ["sampler_set"]}.get(command, [])
     group_choice = (st.sampled_from(groups).flatmap(lambda g: st.sampled_from(GROUP_OPTIONS[g]).map(
         lambda o, g=g: [f"{g}={o}"])) if groups else st.just([]))
     return st.tuples(group_choice, st.lists(key_value, min_size=1, max_size=2)).map(lambda t: [*t[0], *t[1]])
@@ -118,7 +118,7 @@ def base_arguments(command: str, s: dict) -> list[str]:
                   "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false",
                   "~callbacks.prior_grid"],
         "evaluate": [*tool, f"data.root={s['data']}", "data.download=false", "progress=false", *classifier, *QUICK,
-                     "n_images=16", "samplers=study", "~samplers.beta_1_1", "~samplers.beta_1p1_1p1",
+                     "n_images=16", "sampler_set=study", "~samplers.beta_1_1", "~samplers.beta_1p1_1p1",
                      "~samplers.beta_1p1_2", "tensorboard=false"],
         "sample": [*tool, "n=4", "nrow=2"],
         "beta_grid": [*tool, "n=4", "nrow=2", "alphas=[1]", "betas=[2]"],

@@ -28,7 +28,7 @@ FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=fals
 def mog_runs(learned_prior_run: Path, mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two identical runs of a mog model (same seed) that also draw the fitted samplers every epoch: conftest's
     learned_prior_run, and the same run made again."""
-    again = train_run(mnist_root, tmp_path_factory.mktemp("mog_again"), "prior=mog", "samplers=study_fitted",
+    again = train_run(mnist_root, tmp_path_factory.mktemp("mog_again"), "prior=mog", "sampler_set=study_fitted",
                       *PICTURED_STEPS)
     return learned_prior_run, again
 
@@ -74,10 +74,10 @@ def test_sample_rebuilds_the_learned_prior_and_fits_samplers_from_data_root(mog_
     first = grid[2:30, 2:30, 0].astype(float) / 255  # the first digit, inside its 2-pixel border
     assert np.abs(first - expected[0, 0].numpy()).max() <= 1 / 255 + 1e-6
     for sampler in ("aggregate", "gmm"):
-        ok = run_cli("vae_lightning.sample", f"ckpt_path={run}", f"sampler={sampler}", "n=4",
+        ok = run_cli("vae_lightning.sample", f"ckpt_path={run}", f"fitted={sampler}", "n=4",
                      f"data.root={mnist_root}", f"output={tmp_path / sampler}.png")
         assert ok.returncode == 0 and (tmp_path / f"{sampler}.png").is_file(), ok.stderr[-3000:]
-    missing = run_cli("vae_lightning.sample", f"ckpt_path={run}", "sampler=aggregate",
+    missing = run_cli("vae_lightning.sample", f"ckpt_path={run}", "fitted=aggregate",
                       f"data.root={tmp_path / 'nowhere'}", f"paths.log_dir={tmp_path / 'logs'}")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     (line,) = [x for x in missing.stderr.splitlines() if x.startswith("error:")]

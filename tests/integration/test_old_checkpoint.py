@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from vae_lightning import load_model
 from vae_lightning.runs.checkpoint import CHECKPOINT_KEY
-from vae_lightning.runs.renames import upgrade_targets
+from vae_lightning.runs.renames import upgrade_config
 
 OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "old_run"
 # the old run's own settings, as it was made
@@ -54,14 +54,15 @@ def test_load_model_rebuilds_the_old_model():
 
 
 def upgraded_copy(folder: Path) -> Path:
-    """A copy of the fixture in today's format: the same weights and state, every class named by its home now."""
+    """A copy of the fixture in today's format: the same weights and state, every class named by its home now, no
+    prior.latent_dim."""
     shutil.copytree(OLD_RUN, folder)
     last = folder / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
-    upgrade_targets(checkpoint[CHECKPOINT_KEY])
+    upgrade_config(checkpoint[CHECKPOINT_KEY])
     torch.save(checkpoint, last)
     config = folder / ".hydra" / "config.yaml"
-    OmegaConf.save(upgrade_targets(OmegaConf.load(config)), config)
+    OmegaConf.save(upgrade_config(OmegaConf.load(config)), config)
     assert "vae_lightning.priors." not in config.read_text()
     return folder
 
@@ -81,7 +82,7 @@ def test_resuming_the_old_run_continues_it_as_the_same_run_in_todays_format_does
 
 def test_evaluate_reads_the_old_checkpoint(old_run, mnist_root, tmp_path):
     result = run_cli("vae_lightning.evaluate", *evaluate_overrides(old_run, mnist_root, tmp_path / "cache"), *QUICK,
-                     "samplers=study")
+                     "sampler_set=study")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (old_run / "eval" / "metrics.json").is_file()
 

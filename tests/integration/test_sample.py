@@ -22,7 +22,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_sample_writes_a_grid_per_sampler(trained_run, tmp_path):
     # one job per sampler family; n=10 in rows of 4: 3 rows of 30-pixel cells plus a 2-pixel border
-    result = run_cli("vae_lightning.sample", "-m", f"ckpt_path={trained_run}", "sampler=normal,gaussian,beta",
+    result = run_cli("vae_lightning.sample", "-m", f"ckpt_path={trained_run}", "prior=normal,gaussian,beta",
                      "n=10", "nrow=4", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     pngs = {p.name: p for p in (tmp_path / "sample" / "multiruns").glob("*/*/*.png")}
@@ -31,8 +31,8 @@ def test_sample_writes_a_grid_per_sampler(trained_run, tmp_path):
 
 
 def test_sample_multirun_writes_one_png_per_combination(trained_run, tmp_path):
-    result = run_cli("vae_lightning.sample", "-m", f"ckpt_path={trained_run}/checkpoints/last.ckpt", "sampler=beta",
-                     "sampler.alpha=1,1.1,4", "sampler.beta=1,1.1,2,3", f"paths.log_dir={tmp_path}")
+    result = run_cli("vae_lightning.sample", "-m", f"ckpt_path={trained_run}/checkpoints/last.ckpt", "prior=beta",
+                     "prior.alpha=1,1.1,4", "prior.beta=1,1.1,2,3", f"paths.log_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     pngs = sorted(p.name for p in (tmp_path / "sample" / "multiruns").glob("*/*/*.png"))
     assert pngs == sorted(f"beta_{a}_{b}.png" for a in ("1", "1.1", "4") for b in ("1", "1.1", "2", "3"))
@@ -49,7 +49,7 @@ def test_beta_grid_panels_share_the_samples_noise(trained_run, tmp_path):
     assert png_size(out) == (3 * (62 + 12) + 12, 2 * (62 + 24 + 12) + 30)
     # the Beta(1, 1) panel (row 0, column 0) is the sample command's grid for the same seed and n
     single = tmp_path / "beta_1_1.png"
-    sampled = run_cli("vae_lightning.sample", f"ckpt_path={trained_run}", "sampler=beta", "n=4", "nrow=2",
+    sampled = run_cli("vae_lightning.sample", f"ckpt_path={trained_run}", "prior=beta", "n=4", "nrow=2",
                       f"output={single}", f"paths.log_dir={tmp_path}")
     assert sampled.returncode == 0 and sampled.stdout == f"wrote {single}\n", sampled.stderr[-3000:]
     figure, grid = rgb(out), rgb(single)

@@ -20,7 +20,7 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
 from vae_lightning.latent import LatentDistribution, has_quantiles
 from vae_lightning.latent.geometry import box_mass, central_box, fixed_noise, grid_quantiles
-from vae_lightning.latent.samplers import build_samplers, fit_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, fit_samplers, same_distribution
 from vae_lightning.model import VAEModule
 from vae_lightning.pictures import (
     decoded_grid,
@@ -67,7 +67,7 @@ class PriorGrid(Callback):
     posterior mean), so training is the same with and without this callback; only the global-zero
     process draws.
 
-    `samplers` are config entries without `latent_dim` (conf/samplers/), built at setup for the
+    `samplers` are config entries without `latent_dim` (conf/sampler_set/), built at setup for the
     model's latent size; the model's own prior is added unless one of them is its distribution.
     """
 

@@ -50,7 +50,7 @@ from vae_lightning.evaluation.likelihood import IWAE_K, likelihood_metrics
 from vae_lightning.evaluation.mechanisms import mechanism_metrics
 from vae_lightning.evaluation.quality import clarity, reference_of, sample_quality
 from vae_lightning.evaluation.results import results_markdown, save_figures, tensorboard_scalars
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
 from vae_lightning.runs.checkpoint import (
     CHECKPOINT_KEY,

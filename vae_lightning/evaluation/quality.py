@@ -26,7 +26,7 @@ from vae_lightning.evaluation.classifier import DigitClassifier, as_input, class
 from vae_lightning.evaluation.mechanisms import precision_recall
 from vae_lightning.latent import LatentDistribution
 from vae_lightning.latent.base import Images
-from vae_lightning.latent.samplers import fit_samplers
+from vae_lightning.latent.sampler_sets import fit_samplers
 
 if TYPE_CHECKING:
     from vae_lightning.model import VAEModule

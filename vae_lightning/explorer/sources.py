@@ -18,7 +18,7 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.explorer.page import page_html, write_page
 from vae_lightning.explorer.view import PageSettings, check_memory, run_view
 from vae_lightning.latent import LatentDistribution
-from vae_lightning.latent.samplers import build_samplers
+from vae_lightning.latent.sampler_sets import build_samplers
 from vae_lightning.model import VAEModule
 from vae_lightning.runs.checkpoint import load_trained
 from vae_lightning.runs.folders import configuration, split_override, swept_keys

@@ -21,16 +21,18 @@ Modules: `base` (the contract), `factorised` (N(0, I), N(loc, scale²), Beta: qu
 `mixture` (a learned mixture of Gaussians, the VampPrior: Monte Carlo KL), `flow` (a learned
 normalizing-flow prior from zuko: Monte Carlo KL, its own learning rate), `fitted` (the aggregate
 posterior, a GMM on posterior means and a flow on the aggregate posterior, fitted after training),
-`samplers` (building, comparing and fitting a list of samplers in one place), `geometry` (fixed noise,
+`sampler_sets` (building, comparing and fitting a set of samplers in one place), `geometry` (fixed noise,
 quantile grids, central boxes).
 
-Adding a prior: subclass `LatentDistribution` (or `Factorised`, which derives density, sampling,
+Adding a latent distribution: subclass `LatentDistribution` (or `Factorised`, which derives density, sampling,
 quantiles and KL from `marginals()`), implement `log_prob`, `sample`, `posterior`, `name` and `label`
 (and `learning_rate` for parameters that train at their own rate), and add `conf/prior/<name>.yaml` with
-`_target_` naming the class and `latent_dim: ${model.latent_dim}`.
-Every command then trains, resumes, samples and evaluates it (tests/integration/test_custom_prior.py
-does exactly that with a Student-t prior defined in the test file). A sampler is the same class in
-`conf/sampler/<name>.yaml` without `latent_dim`; one fitted to the model also implements `fit`.
+`_target_` naming the class and its settings; the code passes `latent_dim` (the model's). That one file makes
+it a prior (`train prior=<name>`), a sampler (`sample prior=<name>`) and an entry of a sampler set
+(`- /prior@<label>: <name>` in conf/sampler_set/). Every command then trains, resumes, samples and evaluates it
+(tests/integration/test_custom_prior.py does exactly that with a Student-t prior defined in the test file).
+A distribution fitted to a trained model (it implements `fit`, and cannot be trained as a prior) goes in
+`conf/fitted/<name>.yaml` instead.
 """
 
 from vae_lightning.latent.base import LatentDistribution, Quantiles, has_quantiles

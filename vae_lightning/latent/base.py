@@ -31,7 +31,7 @@ It may provide
 
 Every latent distribution has `fit(module, images)`, a no-op by default: samplers fitted to a trained
 model (latent/fitted.py) learn from it. Callers fit, then sample, without asking what they hold
-(`latent.samplers.fit_samplers` fits a list in one place). `images` is the training images (uint8
+(`latent.sampler_sets.fit_samplers` fits a list in one place). `images` is the training images (uint8
 [N, 28, 28] or floats in [0, 1]) or a function that returns them, so that the data is read only when
 a sampler needs it.
 """

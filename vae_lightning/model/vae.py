@@ -97,7 +97,7 @@ class VAEModule(L.LightningModule):
     @torch.no_grad()
     def sample(self, n: int, sampler: LatentDistribution | Mapping[str, Any] | None = None, seed: int = 0) -> Tensor:
         """Images [n, 1, 28, 28] in [0, 1]: decoder means of n seeded draws from `sampler`, by default
-        the model's prior; a config (`_target_`, e.g. conf/sampler/) is built at the model's latent size."""
+        the model's prior; a config (`_target_`, e.g. conf/prior/) is built at the model's latent size."""
         if sampler is None:
             sampler = self.prior
         elif not isinstance(sampler, LatentDistribution):

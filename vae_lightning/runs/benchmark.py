@@ -204,7 +204,7 @@ class Bench:
 
 
 # The study's evaluation (docs/results/study.md): what `evaluate vs train, one study job` evaluates with
-STUDY_EVALUATION = ["iwae.k=100", "n_samples=10000", "samplers=study_fitted", "progress=false"]
+STUDY_EVALUATION = ["iwae.k=100", "n_samples=10000", "sampler_set=study_fitted", "progress=false"]
 STUDY_EPOCHS = 20
 
 

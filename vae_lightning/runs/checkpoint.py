@@ -4,7 +4,7 @@ a checkpoint is a trained model that needs neither its run folder nor a dataset.
 
 The stored sections are written by the callback `callbacks.RunConfig`. Checkpoints and run folders
 written before the package was laid out by concept name their classes by their old homes
-(`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`, ...): `upgrade_targets` renames
+(`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`, ...): `upgrade_config` renames
 them on load (runs/renames.py), so they load, resume and evaluate as they did
 (tests/integration/test_old_checkpoint.py).
 """
@@ -25,7 +25,7 @@ from vae_lightning.core.checks import COUNT, Check
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.rng import stream
 from vae_lightning.model import VAEModule
-from vae_lightning.runs.renames import upgrade_targets
+from vae_lightning.runs.renames import upgrade_config
 
 # Where a checkpoint keeps its config sections
 CHECKPOINT_KEY = "vae_lightning"
@@ -64,7 +64,8 @@ def build_module(sections: Mapping[str, Any], seed: int | None = None) -> VAEMod
     for name, node in (("prior", sections["prior"]), ("likelihood", sections["likelihood"]),
                        *((n, model[n]) for n in NETWORKS if n in model)):
         with stream(seed, name):
-            parts[name] = build(node, "model." + name if name in NETWORKS else name)
+            parts[name] = build(node, "model." + name if name in NETWORKS else name,
+                                **({"latent_dim": model["latent_dim"]} if name == "prior" else {}))
     with stream(seed, "model"):
         return build(model, "model", **parts)
 
@@ -83,7 +84,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise UserError(f"ckpt_path={str(path)!r} is not a vae_lightning checkpoint (it stores no run config); "
                         "give a checkpoint written by python -m vae_lightning.train")
-    checkpoint[CHECKPOINT_KEY] = upgrade_targets({**DEFAULT_SECTIONS, **checkpoint[CHECKPOINT_KEY]})
+    checkpoint[CHECKPOINT_KEY] = upgrade_config({**DEFAULT_SECTIONS, **checkpoint[CHECKPOINT_KEY]})
     return checkpoint
 
 

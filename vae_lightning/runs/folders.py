@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.lock import check_free, other_rank
-from vae_lightning.runs.renames import upgrade_targets
+from vae_lightning.runs.renames import refuse_renamed, upgrade_config
 
 RESUME_PREFIX = "resume_"
 SEED = "seed"
@@ -148,7 +148,7 @@ def latest_run_config(run: Path, exclude: Path | None = None) -> DictConfig:
     hydra_dir = run / ".hydra"
     skip = exclude.resolve() if exclude is not None else None
     resumes = sorted(p for p in hydra_dir.glob(f"{RESUME_PREFIX}*/config.yaml") if p.parent.resolve() != skip)
-    return upgrade_targets(OmegaConf.load(resumes[-1] if resumes else hydra_dir / "config.yaml"))
+    return upgrade_config(OmegaConf.load(resumes[-1] if resumes else hydra_dir / "config.yaml"))
 
 
 def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
@@ -180,6 +180,7 @@ def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """The config `python -m vae_lightning.<config_name> overrides...` would get, composed without
     running Hydra's app (for tests and the benchmark), with its output folder set to `output_dir`."""
+    refuse_renamed(config_name, overrides)
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)

@@ -1,13 +1,23 @@
-"""Classes that moved: checkpoints and run folders written before the package was laid out by concept
+"""What was renamed, in one place, so that old runs and old command lines keep working or say what replaced them.
+
+Classes that moved: checkpoints and run folders written before the package was laid out by concept
 name their classes by their old homes (`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`,
-...). Loading a checkpoint (runs/checkpoint.py) and resuming a run folder (runs/folders.py) rename them
-here, so old runs load, resume and evaluate as they did."""
+...), and repeat the model's latent size in their prior (`prior.latent_dim`, now passed in by the code that
+builds the prior). Loading a checkpoint (runs/checkpoint.py) and resuming a run folder (runs/folders.py)
+upgrade them here (`upgrade_config`), so old runs load, resume and evaluate as they did.
+
+Override spellings that were renamed (`samplers=study_fitted` is now `sampler_set=study_fitted`, ...): a
+command line that still uses one ends in one line naming the new spelling (`refuse_renamed`, called by
+cli.run and runs/folders.compose_config) instead of doing something else silently.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from vae_lightning.core.errors import UserError
 
 # The old homes of classes that configs name (`_target_`), before the package was laid out by concept:
 # old prefix -> new prefix.
@@ -21,6 +31,19 @@ MOVED_TARGETS = {
     "vae_lightning.reliability.": "vae_lightning.callbacks.",
     "vae_lightning.classifier.": "vae_lightning.evaluation.classifier.",
 }
+
+
+def upgrade_config(tree: Any) -> Any:
+    """A run's config (or a checkpoint's stored sections) as written today: classes at their homes now
+    (`upgrade_targets`) and no `prior.latent_dim` (the model's latent size, which building the prior passes
+    in: runs/checkpoint.build_module). Plain trees change in place; an OmegaConf config comes back as a new one."""
+    tree = upgrade_targets(tree)
+    container = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
+    prior = container.get("prior") if isinstance(container, dict) else None
+    if not isinstance(prior, dict) or "latent_dim" not in prior:
+        return tree
+    del prior["latent_dim"]
+    return OmegaConf.create(container) if OmegaConf.is_config(tree) else tree
 
 
 def upgrade_targets(tree: Any) -> Any:
@@ -46,3 +69,33 @@ def _moved(target: str) -> str:
         if target.startswith(old) and not target.startswith(new):
             return new + target[len(old):]
     return target
+
+
+# Override spellings that were renamed, per command (its config name): old key (or key=value) -> what to write
+# now; `{value}` stands for the value given, `{rest}` for the rest of a key under one ending in "." (`sampler.alpha`).
+SAMPLER_SETS = {"samplers": "sampler_set={value} (the sets of samplers are conf/sampler_set/; their entries stay "
+                            "samplers.<label>)"}
+RENAMED_OVERRIDES: dict[str, dict[str, str]] = {
+    "train": {**SAMPLER_SETS, "experiment=beta_4_3": "prior=beta_4_3 annealing=linear"},
+    "evaluate": SAMPLER_SETS,
+    "explore": SAMPLER_SETS,
+    "sample": {"sampler=prior": "nothing (the model's own prior is the default)",
+               **{f"sampler={name}": f"fitted={name}" for name in ("aggregate", "gmm", "flow")},
+               "sampler": "prior={value} (a distribution of conf/prior/; one fitted to the model: fitted=)",
+               "sampler.": "prior.{rest}={value} (fitted.{rest}={value} for aggregate, gmm, flow)"},
+}
+
+
+def refuse_renamed(config_name: str, overrides: list[str]) -> None:
+    """Raise UserError naming the new spelling of the first override in `overrides` that uses a renamed one
+    (RENAMED_OVERRIDES) for the command `config_name`; deletions (`~key`) pass."""
+    renamed = RENAMED_OVERRIDES.get(config_name, {})
+    for override in overrides:
+        if override.startswith("~"):
+            continue
+        key, _, value = override.lstrip("+").partition("=")
+        head, dot, rest = key.partition(".")
+        new = renamed.get(f"{key}={value}") or renamed.get(key) or (renamed.get(head + ".") if dot else None)
+        if new is not None:
+            raise UserError(f"{override} is renamed: write "
+                            + new.replace("{value}", value).replace("{rest}", rest))

@@ -23,7 +23,7 @@ from vae_lightning.core.errors import ParameterError
 from vae_lightning.evaluation.likelihood import elbo_terms, exact_log_likelihood, iwae_log_likelihood
 from vae_lightning.latent import FlowPrior, MixturePrior, NormalPrior, PosteriorFlow, has_quantiles
 from vae_lightning.latent.geometry import fixed_noise
-from vae_lightning.latent.samplers import same_distribution
+from vae_lightning.latent.sampler_sets import same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 
 F64 = torch.float64

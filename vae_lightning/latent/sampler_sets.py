@@ -1,9 +1,10 @@
-"""Samplers side by side: the latent distributions a trained decoder is fed (the study's experiment),
+"""Sampler sets: the latent distributions a trained decoder is fed side by side (the study's experiment),
 built from config entries at the model's latent size, compared with the model's prior, and fitted to
-the model, in one place for every caller (the training pictures, `evaluate`, `sample`).
+the model, in one place for every caller (the training pictures, `evaluate`, `explore`, `sample`).
 
-A sampler entry is a config node without `latent_dim` (conf/samplers/, conf/sampler/): any latent
-distribution, e.g. `{_target_: vae_lightning.latent.BetaPrior, alpha: 4, beta: 3}`.
+A set's entries (conf/sampler_set/, the config key `samplers`) are distributions of conf/prior/ and
+conf/fitted/ under a label, without `latent_dim` (the code passes the model's), e.g.
+`{_target_: vae_lightning.latent.BetaPrior, alpha: 4, beta: 3}`.
 """
 
 from __future__ import annotations

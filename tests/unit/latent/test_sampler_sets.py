@@ -6,15 +6,18 @@ import math
 
 import pytest
 import torch
+from helpers.commands import compose_plain
 from omegaconf import OmegaConf
 
+from vae_lightning.core.building import build
 from vae_lightning.core.errors import ParameterError, UserError
+from vae_lightning.core.paths import CONF_DIR
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
+from vae_lightning.latent.base import LatentDistribution
 from vae_lightning.latent.factorised import beta_cdf, beta_icdf
 from vae_lightning.latent.geometry import central_box, fixed_uniforms, grid_quantiles
-from vae_lightning.latent.samplers import build_samplers, same_distribution
+from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.pictures import panel_figure, reconstruction_grid
-from vae_lightning.runs.folders import PROJECT_ROOT
 
 U = torch.tensor([0.001, 0.05, 0.3, 0.5, 0.77, 0.95, 0.999], dtype=torch.float64)
 
@@ -74,7 +77,49 @@ def test_same_distribution_compares_family_and_parameters_not_names():
     assert not same_distribution(NormalPrior(2), NormalPrior(3))
 
 
-STUDY = OmegaConf.load(PROJECT_ROOT / "conf" / "samplers" / "study.yaml")
+STUDY = compose_plain("train").samplers
+PRIORS = sorted(p.stem for p in (CONF_DIR / "prior").glob("*.yaml"))
+FITTED = sorted(p.stem for p in (CONF_DIR / "fitted").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_each_distribution_of_the_prior_group_is_a_prior_and_a_sampler_from_one_yaml(name):
+    """conf/prior/<name>.yaml, without latent_dim, builds as training's prior and as sample's sampler."""
+    prior = compose_plain("train", f"prior={name}").prior
+    assert "latent_dim" not in prior
+    assert compose_plain("sample", f"prior={name}").prior == prior  # the same YAML, the same spelling
+    built = build(prior, "prior", latent_dim=3)
+    (sampler,) = build_samplers({name: prior}, 3)
+    assert isinstance(built, LatentDistribution) and type(sampler) is type(built)
+    assert built.latent_dim == sampler.latent_dim == 3
+    assert built.name == sampler.name
+
+
+@pytest.mark.parametrize("name", FITTED)
+def test_each_fitted_distribution_is_a_sampler_and_not_a_prior(name):
+    fitted = compose_plain("sample", f"fitted={name}").fitted
+    (sampler,) = build_samplers({name: fitted}, 3)
+    assert sampler.latent_dim == 3
+    assert type(sampler).fit is not LatentDistribution.fit  # fitted to a trained model first
+
+
+def test_sampler_sets_name_the_group_distributions_instead_of_repeating_them():
+    """Every entry of every set is a config of conf/prior/ or conf/fitted/ as it is there: one place each."""
+    group_configs = [compose_plain("train", f"prior={n}").prior for n in PRIORS]
+    group_configs += [compose_plain("sample", f"fitted={n}").fitted for n in FITTED]
+    sets = {p.stem: compose_plain("evaluate", f"sampler_set={p.stem}").samplers
+            for p in (CONF_DIR / "sampler_set").glob("*.yaml")}
+    assert sorted(sets) == ["study", "study_fitted", "study_fitted_quick"]
+    assert all(entry in group_configs for entries in sets.values() for entry in entries.values())
+    assert list(sets["study_fitted_quick"]) == [*STUDY, "aggregate_posterior", "gmm_10"]
+    assert list(sets["study_fitted"]) == [*sets["study_fitted_quick"], "q_flow_nsf_4"]
+    # evaluate's default is the quick set (the flow on q(z) is opt-in), training's pictures draw the study's
+    assert compose_plain("evaluate").samplers == sets["study_fitted_quick"]
+    assert STUDY == sets["study"]
+    # a set's entry is set like any key, and one more is added from the group by name
+    more = compose_plain("train", "samplers.beta_4_3.alpha=5", "+prior@samplers.beta_2_5=beta",
+                         "samplers.beta_2_5.alpha=2", "samplers.beta_2_5.beta=5").samplers
+    assert [s.name for s in build_samplers(more, 2)][-2:] == ["beta_5_3", "beta_2_5"]
 
 
 def test_study_samplers_and_the_models_prior():
