@@ -104,7 +104,11 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
     if any(a in ("--help", "-h") for a in args):
         print(command_help(config_name, help_text, examples, args))
         raise SystemExit(0)
+    from vae_lightning.runs.renames import renamed_key
+
     for arg in args:
+        if (renamed := renamed_key(config_name, arg)) is not None:
+            fail(renamed)
         flag = arg.partition("=")[0]
         if arg.startswith("-") and flag not in HYDRA_FLAGS:
             example = next((w for e in examples for w in e.split()[3:] if "=" in w and not w.startswith("-")),

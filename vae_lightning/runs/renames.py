@@ -1,4 +1,5 @@
-"""Classes that moved: checkpoints and run folders written before the package was laid out by concept
+"""Keys and classes that moved. A command-line key that was renamed is refused with its new name
+(`renamed_key`). Classes: checkpoints and run folders written before the package was laid out by concept
 name their classes by their old homes (`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`,
 ...). Loading a checkpoint (runs/checkpoint.py) and resuming a run folder (runs/folders.py) rename them
 here, so old runs load, resume and evaluate as they did."""
@@ -46,3 +47,16 @@ def _moved(target: str) -> str:
         if target.startswith(old) and not target.startswith(new):
             return new + target[len(old):]
     return target
+
+
+# Command-line keys renamed, per command: old key -> new key. The old spelling gets a one-line error naming the new.
+RENAMED_KEYS = {"evaluate": {"tensorboard": "log_to_trackers"}}
+
+
+def renamed_key(config_name: str, override: str) -> str | None:
+    """The error line for a command-line override that spells a renamed key the old way, None for any other."""
+    key, equals, value = override.lstrip("+~").partition("=")
+    new = RENAMED_KEYS.get(config_name, {}).get(key)
+    if new is None:
+        return None
+    return f"{key} was renamed: write {new}{equals}{value}"
