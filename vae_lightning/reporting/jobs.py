@@ -106,7 +106,7 @@ def collect(sweep_dirs: Sequence[Path]) -> list[Row]:
         prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
         rows += [read_job(job, prefix + job.relative_to(sweep_dir).as_posix()) for job in jobs]
     shared = set.intersection(*(set(r.overrides) for r in rows)) if len(rows) > 1 else set()
-    for row in rows:  # what tells jobs apart: not where they were written (seed_groups.NOT_CONFIGURATION)
+    for row in rows:  # what tells jobs apart: not where they were written (runs/folders.configuration)
         kept = set(configuration(row.overrides))
         row.varying = [o for o in row.overrides if o not in shared and (o in kept or split_override(o)[0] == SEED)]
     return rows
