@@ -176,6 +176,13 @@ def test_evaluate_cli_errors_are_one_line_and_leave_nothing(mnist_root, tmp_path
     assert not (tmp_path / "eval").exists()
 
 
+def test_the_old_spelling_of_log_to_trackers_is_one_line_naming_the_new(tmp_path):
+    result = run_cli("vae_lightning.evaluate", "ckpt_path=run.ckpt", "tensorboard=false", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: tensorboard was renamed: write log_to_trackers=false"]
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_measures_why_a_prior_wins(evaluated_run):
     """metrics.json's mechanisms (evaluation/mechanisms.py) through the command: ELBO surgery whose parts sum to the
     average KL, the prior's holes, the bound gaps in the right order, precision and recall per sampler, in the
