@@ -6,7 +6,8 @@
 - `tables`: report.md and the CSV files; `figures`: the report's figures;
 - `writer`: the whole report (`write_report`).
 
-Each module imports only modules listed before it, so there is no circle. Which metrics the tables show is read off the metric table
-(evaluation/metrics.py): a new metric reaches the report through its table entry, not through code here.
+Each module imports only modules listed before it, so there is no circle. Which metrics the tables show is
+read off the metric table (evaluation/metrics.py): a new metric reaches the report through its table entry,
+not through code here.
 Evaluating the jobs first uses runs/evaluation.evaluate_jobs, the one way to evaluate many checkpoints.
 """
