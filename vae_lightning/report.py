@@ -22,6 +22,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from vae_lightning import cli
+from vae_lightning.evaluation.metrics import CONTRASTS, columns
 from vae_lightning.reporting.groups import Family
 from vae_lightning.reporting.statistics import ADJUSTMENTS
 
@@ -70,9 +71,8 @@ def argument_parser() -> cli.ArgumentParser:
     parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
                         help="the multiplicity adjustment within each family: holm (Holm 1979, family-wise; the "
                              "default), bh (Benjamini-Hochberg 1995, false discovery rate) or none")
-    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: test/elbo, "
-                        "eval/nll_exact, eval/nll_iwae, eval/active_units, diagnostics/mutual_information and "
-                        "the own prior's fid, clarity and diversity)")
+    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: the metric "
+                        f"table's, evaluation/metrics.py: {', '.join(columns(CONTRASTS))})")
     return parser
 
 

@@ -134,8 +134,8 @@ PROBABILITY = "probability"
 # The table. Its order is the order of every list read off it (the report's columns, the contrasts).
 METRICS: list[Metric] = [
     # from the training run (status.json): the last validation epoch, the test of the best checkpoint
-    Metric("val/elbo", "validation ELBO", NATS, True, _places(HPARAMS, GROUPS)),
-    Metric("test/elbo", "test ELBO (best checkpoint)", NATS, True, _places(HPARAMS, GROUPS, CONTRASTS)),
+    Metric("val/elbo", "validation ELBO", NATS, True, _places(HPARAMS, DETAIL, GROUPS)),
+    Metric("test/elbo", "test ELBO (best checkpoint)", NATS, True, _places(HPARAMS, DETAIL, GROUPS, CONTRASTS)),
     Metric("diagnostics/active_units", "active units (last epoch)", None, True, _places(DETAIL)),
     # evaluate's likelihood section
     Metric("eval/elbo", "test ELBO", NATS, True, _places(TRACKERS, DETAIL), _likelihood("elbo")),

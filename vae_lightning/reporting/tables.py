@@ -15,7 +15,6 @@ from vae_lightning.reporting.groups import ContrastRow, Group
 from vae_lightning.reporting.jobs import STATUS_ORDER, Row
 from vae_lightning.reporting.statistics import MOST_SEEDS, Interval
 
-SUMMARY_METRICS = ("val/elbo", "test/elbo")  # the job table's first metric columns; the table's DETAIL ones follow
 QUALITY_METRICS = ("fid", "clarity", "diversity")  # the sample-quality table's cell per job and sampler
 
 def interval_text(interval: Interval, digits: int = 2) -> str:
@@ -116,7 +115,7 @@ def columns(rows: list[Row], full: bool) -> list[str]:
     names = {k for r in rows for k in r.metrics}
     if full:
         return sorted(k for k in names if k.startswith(("val/", "test/", "diagnostics/", "eval/")))
-    return [k for k in SUMMARY_METRICS if k in names] + metrics.present(names, metrics.DETAIL)
+    return metrics.present(names, metrics.DETAIL)
 
 
 def samplers_scored(rows: list[Row]) -> list[str]:
