@@ -71,8 +71,8 @@ def argument_parser() -> cli.ArgumentParser:
     parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
                         help="the multiplicity adjustment within each family: holm (Holm 1979, family-wise; the "
                              "default), bh (Benjamini-Hochberg 1995, false discovery rate) or none")
-    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: the metric "
-                        f"table's, evaluation/metrics.py: {', '.join(columns(CONTRASTS))})")
+    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: "
+                        f"{', '.join(columns(CONTRASTS))})")
     return parser
 
 

@@ -40,10 +40,10 @@ class Metric:
 
     `key` is its scalar's name (`eval/elbo`); a per-sampler metric's key is the prefix of its scalars
     (`eval/fid` -> `eval/fid/<sampler>` and `eval/fid/own_prior`). `read` gives its scalars from a metrics.json's
-    content (empty when that evaluation did not compute it); a metric without `read` comes from the training run
-    (its status.json), not from evaluate. `compute` (for a registered metric; see the module docstring) makes
-    evaluate compute it. A per-sampler metric shows the model's own prior's column in each place, and in the
-    report's configurations table also those of `group_samplers`."""
+    content (empty when that evaluation did not compute it). `compute` (see the module docstring) makes evaluate
+    compute it; such a metric needs no `read`: it is read where evaluate puts it. A metric with neither comes from
+    the training run (its status.json), not from evaluate. A per-sampler metric shows the model's own prior's
+    column in each place, and in the report's configurations table also those of `group_samplers`."""
 
     key: str
     label: str
@@ -60,6 +60,14 @@ class Metric:
     def name(self) -> str:
         """The metric's name inside its section of metrics.json (the key's last part)."""
         return self.key.rsplit("/", 1)[-1]
+
+    def values(self, results: Results) -> dict[str, float]:
+        """Its scalars in a metrics.json's content (none for a metric of the training run)."""
+        if self.read is not None:
+            return self.read(results)
+        if self.compute is not None:
+            return (_sampler(self.name) if self.per_sampler else _computed(self.key))(results)
+        return {}
 
     def columns(self, place: str) -> list[str]:
         """The scalar names this metric shows in `place` (none when it does not appear there)."""
@@ -190,14 +198,10 @@ METRICS: list[Metric] = [
 
 
 def register(metric: Metric) -> Metric:
-    """Add a metric to the table (a computed one: `compute` given); its scalars are read from metrics.json's
-    `metrics` section (per image or per test set) or from each sampler's row (per sampler)."""
+    """Add a metric to the end of the table (a computed one: `compute` given); its scalars are read from
+    metrics.json's `metrics` section (of the test images) or from each sampler's row (per sampler)."""
     if any(m.key == metric.key for m in METRICS):
         raise ValueError(f"{metric.key} is in the metric table already")
-    if metric.read is None and metric.compute is not None:
-        from dataclasses import replace
-
-        metric = replace(metric, read=_sampler(metric.name) if metric.per_sampler else _computed(metric.key))
     METRICS.append(metric)
     return metric
 
@@ -220,7 +224,7 @@ def computed(per_sampler: bool) -> list[Metric]:
 def scalars(results: Results) -> dict[str, float]:
     """The flat `eval/...` scalars of a metrics.json in today's format (read by every evaluation metric of the
     table; results.scalars reads older ones too)."""
-    return {k: float(v) for m in METRICS if m.read is not None for k, v in m.read(results).items()}
+    return {k: float(v) for m in METRICS for k, v in m.values(results).items()}
 
 
 def metric_of(scalar: str) -> Metric | None:

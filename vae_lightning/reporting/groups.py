@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vae_lightning.core.errors import UserError
 from vae_lightning.evaluation.metrics import unit, units
-from vae_lightning.reporting.jobs import Row
 from vae_lightning.reporting.statistics import (
     ADJUSTMENTS,
     Comparison,
@@ -32,6 +32,9 @@ from vae_lightning.reporting.statistics import (
     verdict_of_p,
 )
 from vae_lightning.runs.folders import SEED, configuration, split_override
+
+if TYPE_CHECKING:
+    from vae_lightning.reporting.jobs import Row
 
 # The family of the contrasts given on the command line (--contrast) or as a plain list in a contrasts file
 DEFAULT_FAMILY = "contrasts"

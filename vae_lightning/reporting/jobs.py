@@ -13,7 +13,6 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vae_lightning.core.errors import UserError
-from vae_lightning.evaluation.results import scalars
 from vae_lightning.runs.folders import SEED, configuration, split_override
 from vae_lightning.runs.sweep import STATUS_FILE, job_dirs, member_dirs, read_status
 
@@ -41,6 +40,8 @@ def eval_metrics(job: Path) -> tuple[dict[str, float], str]:
     """evaluate's `eval/...` scalars (evaluation.results.scalars) of `<job>/eval/metrics.json`, and why they
     are left out when they are (a metrics.json that does not parse, or whose per-image file does not have
     its row count: an evaluation killed while it rewrote them); "" when they are there."""
+    from vae_lightning.evaluation.results import scalars  # torch: not for `report --help`
+
     path = job / "eval" / "metrics.json"
     if not path.is_file():
         return {}, ""
