@@ -4,7 +4,7 @@ Likelihood on the test set, in the data mode the model was trained on: elbo (rec
 for each k, nll_exact for small latents, active units and KL per dimension; sample quality per
 sampler (fid, clarity, diversity of generated digits, scored by a small cached classifier). Writes
 `<run>/eval/metrics.json`, `report.md` and figures, and logs `eval/...` scalars to the run's
-TensorBoard. The checkpoint is only read.
+trackers. The checkpoint is only read.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from vae_lightning import cli
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+
+    from vae_lightning.evaluation.results import Evaluation
 
 HELP = """\
 python -m vae_lightning.evaluate ckpt_path=<run folder or .ckpt> [key=value ...]
@@ -38,13 +40,13 @@ EXAMPLES = (
 )
 
 
-def closing_lines(cfg: DictConfig, results: dict) -> list[str]:
+def closing_lines(cfg: DictConfig, evaluation: Evaluation) -> list[str]:
     """What evaluate says last: the checkpoint it evaluated and why that one, what it wrote, what to open next."""
     from pathlib import Path
 
     from vae_lightning.runs.folders import run_dir_of
 
-    ckpt, out = Path(results["checkpoint"]), Path(cfg.eval_dir)
+    ckpt, out = Path(evaluation.checkpoint), Path(cfg.eval_dir)
     given = Path(cfg.ckpt_path)
     why = "the file given as ckpt_path"
     if given.is_dir():
@@ -53,20 +55,20 @@ def closing_lines(cfg: DictConfig, results: dict) -> list[str]:
                + (f"; its best by val/elbo is evaluated with ckpt_path={best[-1]}" if best else ""))
     run = run_dir_of(ckpt)
     cards = (f"; tensorboard --logdir {run} shows its eval/ cards beside the training curves"
-             if run is not None and cfg.tensorboard else "")
-    return [f"evaluated {ckpt} at step {results['global_step']} ({why})",
+             if run is not None and cfg.log_to_trackers else "")
+    return [f"evaluated {ckpt} at step {evaluation.global_step} ({why})",
             f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}",
             f"next: {out / 'report.md'} holds the tables above with the figures{cards}"]
 
 
 def main(cfg: DictConfig) -> None:
-    from vae_lightning.evaluation.pipeline import evaluate_checkpoint
     from vae_lightning.evaluation.results import results_markdown
     from vae_lightning.runs.console import say
+    from vae_lightning.runs.evaluation import evaluate_checkpoint
 
-    results = cli.run_task(lambda: evaluate_checkpoint(cfg))
-    print(results_markdown(results))
-    for line in closing_lines(cfg, results):
+    evaluation = cli.run_task(lambda: evaluate_checkpoint(cfg))
+    print(results_markdown(evaluation.as_json()))
+    for line in closing_lines(cfg, evaluation):
         say("%s", line)
 
 

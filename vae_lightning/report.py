@@ -11,7 +11,7 @@ Jobs whose overrides differ only in `seed` are one configuration: report_groups.
 give each configuration's mean over seeds with its 95 % interval. `--contrast annealing=linear:constant`
 (repeatable; `prior=*:normal` compares every prior with normal) adds paired differences over the shared
 seeds with a verdict (report_contrasts.csv); `--contrasts conf/report/study.yaml` reads named families of
-them with equivalence margins (evaluation/seed_groups.read_contrasts). Each family is adjusted for its
+them with equivalence margins (reporting/groups.read_contrasts). Each family is adjusted for its
 size (`--adjust`: holm, bh or none).
 """
 
@@ -22,8 +22,9 @@ from argparse import Namespace
 from pathlib import Path
 
 from vae_lightning import cli
-from vae_lightning.evaluation.seed_groups import Family
-from vae_lightning.evaluation.statistics import ADJUSTMENTS
+from vae_lightning.evaluation.metrics import CONTRASTS, columns
+from vae_lightning.reporting.groups import Family
+from vae_lightning.reporting.statistics import ADJUSTMENTS
 
 HELP = """\
 One report over the jobs of one or more sweeps (logs/train/multiruns/<timestamp>/): a table with every
@@ -70,9 +71,8 @@ def argument_parser() -> cli.ArgumentParser:
     parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
                         help="the multiplicity adjustment within each family: holm (Holm 1979, family-wise; the "
                              "default), bh (Benjamini-Hochberg 1995, false discovery rate) or none")
-    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: test/elbo, "
-                        "eval/nll_exact, eval/nll_iwae, eval/active_units, diagnostics/mutual_information and "
-                        "the own prior's fid, clarity and diversity)")
+    parser.add_argument("--metrics", nargs="+", help="the metrics the contrasts compare (default: "
+                        f"{', '.join(columns(CONTRASTS))})")
     return parser
 
 
@@ -82,7 +82,7 @@ def contrast_settings(args: Namespace) -> tuple[list[Family], list[str] | None, 
     from omegaconf.errors import OmegaConfBaseException
 
     from vae_lightning.core.errors import UserError
-    from vae_lightning.evaluation.seed_groups import DEFAULT_FAMILY, Contrast, read_contrasts
+    from vae_lightning.reporting.groups import DEFAULT_FAMILY, Contrast, read_contrasts
 
     try:
         families = [Family(DEFAULT_FAMILY, tuple(Contrast.parse(c) for c in args.contrast))] if args.contrast else []
@@ -113,13 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.jobs < 1:
         parser.error(f"--jobs={args.jobs} is invalid: must be an integer >= 1")
     families, metrics, adjustment = contrast_settings(args)
-    from vae_lightning.evaluation.seed_groups import CONTRAST_METRICS
-    from vae_lightning.evaluation.sweep_report import write_report
+    from vae_lightning.reporting.writer import write_report
     from vae_lightning.runs.earlier import check_report
 
     cli.run_plain(lambda: check_report(args.out or args.sweep_dirs[0], args.sweep_dirs, args.overwrite))
     rows = cli.run_plain(lambda: write_report(args.sweep_dirs, args.sort, args.ascending, args.out, args.evaluate,
-                                              families, metrics or CONTRAST_METRICS, args.jobs, adjustment))
+                                              families, metrics, args.jobs, adjustment))
     out = args.out or args.sweep_dirs[0]
     print((out / "report.md").read_text())
     failed, cancelled = (sum(r.status == s for r in rows) for s in ("failed", "cancelled"))

@@ -131,15 +131,16 @@ def brief_likelihoods(run: Path, data_root: Path) -> dict:
     its synthetic test images, called as a library."""
     from vae_lightning.core.progress import no_track
     from vae_lightning.evaluation.likelihood import likelihood_metrics
-    from vae_lightning.evaluation.pipeline import load_test_set
+    from vae_lightning.evaluation.settings import EvaluationSettings
     from vae_lightning.runs.checkpoint import load_model
+    from vae_lightning.runs.evaluation import load_test_set
 
     module = load_model(run)
     cfg = evaluate_cfg(f"data.root={data_root}", "data.download=false", *QUICK, "iwae.k=200",
                        "exact.points_per_dim=64", "exact.max_points_per_dim=256")
     x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
     with torch.no_grad():
-        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+        result, _ = likelihood_metrics(module, x, EvaluationSettings.from_config(cfg).likelihood, no_track, {})
     return result
 
 

@@ -49,8 +49,8 @@ def test_the_default_command_trains_evaluates_and_samples_on_the_gpu(mnist_root,
                     "trainer.limit_train_batches=5")
     result = run_cli("vae_lightning.evaluate", f"ckpt_path={run}", "device=cuda", f"data.root={mnist_root}",
                      "data.download=false", "n_images=32", "iwae.k=50", "n_samples=200", "classifier.epochs=1",
-                     "classifier.min_accuracy=0", "exact.max_points_per_dim=64", "progress=false", "tensorboard=false",
-                     f"classifier.cache_dir={tmp_path / 'cache'}")
+                     "classifier.min_accuracy=0", "exact.max_points_per_dim=64", "progress=false",
+                     "log_to_trackers=false", f"classifier.cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr[-3000:]
     likelihood = json.loads((run / "eval" / "metrics.json").read_text())["likelihood"]
     assert math.isfinite(likelihood["nll_exact"]["value"]) and math.isfinite(likelihood["nll_iwae"]["50"])

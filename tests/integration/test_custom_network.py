@@ -69,7 +69,7 @@ def test_a_network_defined_in_a_test_runs_through_every_command(mnist_root, tmp_
     cache = tmp_path / "cache"
     evaluate = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK,
                        "exact.points_per_dim=64", "exact.max_points_per_dim=128", "sampler_set=study",
-                       "tensorboard=false", env={**env, "XDG_CACHE_HOME": str(cache)})
+                       "log_to_trackers=false", env={**env, "XDG_CACHE_HOME": str(cache)})
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     results = json.loads((run / "eval" / "metrics.json").read_text())
     assert results["pixel_likelihood"] == "continuous_bernoulli" and results["model"] == "PoolEncoder / BilinearDecoder"

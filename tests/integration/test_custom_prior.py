@@ -60,7 +60,7 @@ def test_a_prior_defined_in_a_test_runs_through_every_command(mnist_root, tmp_pa
 
     cache = tmp_path / "cache"
     evaluate = run_cli("vae_lightning.evaluate", *evaluate_overrides(run, mnist_root, cache), *QUICK,
-                       "exact.points_per_dim=128", "exact.max_points_per_dim=256", "tensorboard=false",
+                       "exact.points_per_dim=128", "exact.max_points_per_dim=256", "log_to_trackers=false",
                        env={**env, "XDG_CACHE_HOME": str(cache)})
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     results = json.loads((run / "eval" / "metrics.json").read_text())

@@ -27,7 +27,7 @@ def test_evaluate_replaces_another_evaluation_only_when_told_and_moves_it_aside(
     run, cache = evaluated_run
     copy = Path(shutil.copytree(run, tmp_path / "runs" / "mine"))  # its eval/ is of the original's checkpoint
     before = snapshot(copy)
-    command = [*evaluate_overrides(copy, mnist_root, cache), *QUICK, "sampler_set=study", "tensorboard=false"]
+    command = [*evaluate_overrides(copy, mnist_root, cache), *QUICK, "sampler_set=study", "log_to_trackers=false"]
     line = refused(run_cli("vae_lightning.evaluate", *command), f"{copy / 'eval'} holds an earlier evaluation of "
                                                                 f"{run / 'checkpoints' / 'last.ckpt'} at step ")
     assert line.endswith("add overwrite=true to move it aside to eval.replaced-<timestamp> first, or write "

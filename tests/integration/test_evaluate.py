@@ -17,11 +17,12 @@ from torch.utils.tensorboard.summary import hparams
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.progress import no_track
 from vae_lightning.evaluation.likelihood import likelihood_metrics
-from vae_lightning.evaluation.pipeline import evaluate_checkpoint, load_test_set
+from vae_lightning.evaluation.settings import EvaluationSettings
 from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalPrior, VampPrior
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 from vae_lightning.runs.checkpoint import load_model
+from vae_lightning.runs.evaluation import evaluate_checkpoint, load_test_set
 from vae_lightning.runs.tracking import event_folder
 
 
@@ -47,7 +48,7 @@ def test_likelihood_bounds_on_a_trained_2d_model(five_epoch_run, mnist_root, cac
     x, _ = load_test_set(torch.load(five_epoch_run / "checkpoints" / "last.ckpt", weights_only=False)["vae_lightning"]
                        ["data"], cfg, torch.device("cpu"))
     with torch.no_grad():
-        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+        result, _ = likelihood_metrics(module, x, EvaluationSettings.from_config(cfg).likelihood, no_track, {})
     exact, iwae = result["nll_exact"], result["nll_iwae"]
     assert exact["converged"] and exact["change_from_half_grid"] < 0.05
     # IWAE approaches -log p(x) from above as k grows (nested draws: up to Monte Carlo noise)
@@ -75,7 +76,7 @@ def test_likelihood_for_every_prior_and_latent_size(prior, dims, mnist_root):
     cfg = evaluate_cfg(f"data.root={mnist_root}", "data.download=false", *QUICK)
     x, _ = load_test_set({"_target_": "vae_lightning.data.MNISTDataModule", "val_size": 64}, cfg, torch.device("cpu"))
     with torch.no_grad():
-        result, _ = likelihood_metrics(module, x, cfg, no_track, {})
+        result, _ = likelihood_metrics(module, x, EvaluationSettings.from_config(cfg).likelihood, no_track, {})
     assert all(math.isfinite(result[k]) for k in ("elbo", "recon", "kl"))
     assert math.isfinite(result["nll_iwae"]["20"])
     if dims > 2:
@@ -111,14 +112,14 @@ def test_evaluate_is_deterministic_and_only_reads_the_checkpoint(five_epoch_run,
     ckpt = five_epoch_run / "checkpoints" / "last.ckpt"
     before = (sha256(ckpt), ckpt.stat().st_mtime_ns)
     results = [evaluate_checkpoint(evaluate_cfg(*evaluate_overrides(five_epoch_run, mnist_root, cache), *QUICK,
-                                        f"eval_dir={tmp_path / name}", "tensorboard=false"))
+                                        f"eval_dir={tmp_path / name}", "log_to_trackers=false"))
                for name in ("a", "b")]
     assert (sha256(ckpt), ckpt.stat().st_mtime_ns) == before
     saved = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("a", "b")]
     for r in saved:
         del r["timings_s"]
     assert saved[0] == saved[1]
-    assert saved[0]["likelihood"] == json.loads(json.dumps(results[0]["likelihood"]))
+    assert saved[0]["likelihood"] == json.loads(json.dumps(results[0].likelihood))
 
 
 def scalar_tags(run: Path) -> set[str]:
@@ -173,6 +174,13 @@ def test_evaluate_cli_errors_are_one_line_and_leave_nothing(mnist_root, tmp_path
     with pytest.raises(UserError, match="ckpt_path=.*no.ckpt.* does not exist"):
         evaluate_checkpoint(evaluate_cfg(f"ckpt_path={tmp_path / 'no.ckpt'}", f"eval_dir={tmp_path / 'eval'}"))
     assert not (tmp_path / "eval").exists()
+
+
+def test_the_old_spelling_of_log_to_trackers_is_one_line_naming_the_new(tmp_path):
+    result = run_cli("vae_lightning.evaluate", "ckpt_path=run.ckpt", "tensorboard=false", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: tensorboard=false is renamed: write log_to_trackers=false"]
+    assert not any(tmp_path.iterdir())
 
 
 def test_evaluate_measures_why_a_prior_wins(evaluated_run):

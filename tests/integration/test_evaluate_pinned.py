@@ -20,6 +20,7 @@ from vae_lightning.core.progress import no_track
 from vae_lightning.evaluation.classifier import DigitClassifier, as_input
 from vae_lightning.evaluation.likelihood import likelihood_metrics
 from vae_lightning.evaluation.quality import reference_of, sample_quality
+from vae_lightning.evaluation.settings import EvaluationSettings
 from vae_lightning.latent import BetaPrior, MixturePrior, NormalPrior
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
@@ -62,7 +63,8 @@ LIKELIHOOD = {
 def test_likelihood_values_are_pinned(prior):
     cfg = evaluate_cfg(*SETTINGS)
     with torch.no_grad():
-        result, per_image = likelihood_metrics(fixed_model(prior), fixed_images(), cfg, no_track, {})
+        result, per_image = likelihood_metrics(fixed_model(prior), fixed_images(),
+                                                EvaluationSettings.from_config(cfg).likelihood, no_track, {})
     pinned = LIKELIHOOD[prior]
     for key in ("elbo", "recon", "kl"):
         assert result[key] == pytest.approx(pinned[key], **SAME), key
@@ -102,7 +104,8 @@ def test_sample_quality_values_are_pinned():
     cfg = evaluate_cfg(*SETTINGS, "sampler_set=study_fitted")
     reference = reference_of(classifier, synthetic_digits(128, 2)[0], cfg.batch_size)
     samplers = [(s, same_distribution(s, module.prior)) for s in build_samplers(cfg.samplers, 2, module.prior)]
-    rows = sample_quality(module, samplers, classifier, reference, synthetic_digits(384, 1)[0], cfg, no_track, {})
+    rows = sample_quality(module, samplers, classifier, reference, synthetic_digits(384, 1)[0],
+                          EvaluationSettings.from_config(cfg).quality, no_track, {})
     values = {r["name"]: [r[k] for k in ("fid", "clarity", "diversity", "probability_entropy")] for r in rows}
     assert list(values) == list(QUALITY)
     for name, pinned in QUALITY.items():

@@ -85,7 +85,7 @@ def test_flow_checkpoint_through_load_model_sample_and_evaluate(flow_run, mnist_
     assert fitted.returncode == 0 and (tmp_path / "q.png").is_file(), fitted.stderr[-3000:]
 
     evaluated = run_cli("vae_lightning.evaluate", *evaluate_overrides(flow_run, mnist_root, tmp_path / "cache"),
-                        *QUICK, "sampler_set=study_fitted", "tensorboard=false")
+                        *QUICK, "sampler_set=study_fitted", "log_to_trackers=false")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     saved = json.loads((flow_run / "eval" / "metrics.json").read_text())
     rows = {r["name"]: r for r in saved["sample_quality"]["rows"]}

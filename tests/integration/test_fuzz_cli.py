@@ -119,7 +119,7 @@ def base_arguments(command: str, s: dict) -> list[str]:
                   "~callbacks.prior_grid"],
         "evaluate": [*tool, f"data.root={s['data']}", "data.download=false", "progress=false", *classifier, *QUICK,
                      "n_images=16", "sampler_set=study", "~samplers.beta_1_1", "~samplers.beta_1p1_1p1",
-                     "~samplers.beta_1p1_2", "tensorboard=false"],
+                     "~samplers.beta_1p1_2", "log_to_trackers=false"],
         "sample": [*tool, "n=4", "nrow=2"],
         "beta_grid": [*tool, "n=4", "nrow=2", "alphas=[1]", "betas=[2]"],
         "classifier": [f"data.root={s['data']}", "data.download=false", "progress=false", *classifier, *out],

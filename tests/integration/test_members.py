@@ -23,7 +23,7 @@ FAST = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_
 
 def evaluate_options(mnist_root: Path, cache: Path) -> list[str]:
     return [f"data.root={mnist_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER, *QUICK,
-            f"classifier.cache_dir={cache}", "sampler_set=study", "tensorboard=false"]
+            f"classifier.cache_dir={cache}", "sampler_set=study", "log_to_trackers=false"]
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:

@@ -115,7 +115,7 @@ def test_a_full_disk_while_writing_an_evaluation_or_a_report_leaves_no_part_of_i
                                                                                    tmp_path):
     run, _ = copy_of(tiny_run, tmp_path)
     evaluate = run_cli("helpers.faulty", "evaluate", *evaluate_overrides(run, mnist_root, tmp_path / "cache"), *QUICK,
-                       "tensorboard=false", env={**FAULTY, "VAE_TEST_NO_SPACE": "metrics.json"})
+                       "log_to_trackers=false", env={**FAULTY, "VAE_TEST_NO_SPACE": "metrics.json"})
     line = error_line(evaluate)
     assert re.fullmatch(rf"error: no space left on the device in {run / 'eval'}: writing metrics\.json \(about "
                         r"\d+\.\d kB, [\d.]+ (bytes|kB) of it written\) failed; nothing half-written is left: "

@@ -28,7 +28,7 @@ def multirun(mnist_root: Path, log_dir: Path, *overrides: str) -> Path:
 
 def evaluate_options(mnist_root: Path, cache: Path) -> list[str]:
     return [f"data.root={mnist_root}", "data.download=false", "progress=false", *TINY_CLASSIFIER, *QUICK,
-            f"classifier.cache_dir={cache}", "sampler_set=study", "tensorboard=false"]
+            f"classifier.cache_dir={cache}", "sampler_set=study", "log_to_trackers=false"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the sweep report, TensorBoard HPARAMS, per-job threads, DDP with two CPU process
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.commands import run_cli, tiny_overrides
+from helpers.jobs import evaluation, fake_job
 from helpers.tables import check_tables
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -22,12 +22,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
-from torch.utils.tensorboard import SummaryWriter
 
 import vae_lightning.report as report_command
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.data.batches import EpochShuffle
-from vae_lightning.evaluation import sweep_report as report
+from vae_lightning.reporting import figures
+from vae_lightning.reporting.writer import write_report
 from vae_lightning.runs import sweep
 from vae_lightning.runs import threads as parallelism
 from vae_lightning.runs import tracking as hparams
@@ -132,7 +132,7 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(mnist_root, tmp_path):
     assert "error: job 2 failed: ValueError: Invalid learning rate: -1" in result.stderr
     assert "Traceback" in (sweep_dir / "2" / "train.log").read_text()  # the details stay in the job's log
 
-    rows = report.write_report([sweep_dir])
+    rows = write_report([sweep_dir])
     assert [(r.job, r.status) for r in rows] == [("3", "completed"), ("0", "failed"), ("1", "failed"),
                                                  ("2", "failed")]
     table = (sweep_dir / "report.md").read_text()
@@ -305,35 +305,6 @@ def test_slurm_launcher_follows_the_trainer_for_multi_node_ddp():
     assert (cfg.trainer.strategy, cfg.trainer.num_nodes) == ("ddp", 2)
 
 
-def evaluation(nll_iwae: float, fids: dict[str, float]) -> dict:
-    """A metrics.json as evaluate writes it (the parts the report reads)."""
-    rows = [{"name": name, "fid": fid, "clarity": 0.9, "diversity": 2.0, "probability_entropy": 2.1, "classes_90": 8}
-            for name, fid in fids.items()]
-    return {"likelihood": {"elbo": -150.0, "recon": 140.0, "kl": 10.0, "active_units": 2, "kl_per_dim": None,
-                           "nll_iwae": {"100": nll_iwae}, "nll_exact": {"value": nll_iwae - 1, "converged": True}},
-            "sample_quality": {"rows": rows}}
-
-
-def fake_job(folder: Path, overrides: list[str], status: dict | None, eval_metrics: dict | None = None,
-             curve: list[float] | None = None) -> None:
-    """A job folder as a multirun leaves it: config, overrides, status, evaluation, events and a comparison figure."""
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
-    OmegaConf.save(OmegaConf.create(overrides), folder / ".hydra" / "overrides.yaml")
-    if status is not None:
-        sweep.write_status(folder, status)
-    if eval_metrics is not None:
-        (folder / "eval").mkdir()
-        (folder / "eval" / "metrics.json").write_text(json.dumps(eval_metrics))
-    if curve is not None:
-        writer = SummaryWriter(str(folder / "tensorboard"))
-        for step, value in enumerate(curve):
-            writer.add_scalar("val/elbo", value, step)
-            writer.add_scalar("diagnostics/active_units", 2.0, step)
-        writer.close()
-        (folder / "samples" / "epoch_001").mkdir(parents=True)
-        Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "samples" / "epoch_001" / "samples_comparison.png")
-
 
 def test_report_reads_evaluate_metrics_and_marks_unfinished_jobs(tmp_path):
     fake_job(tmp_path / "0", ["seed=1", "prior=normal"],
@@ -345,13 +316,13 @@ def test_report_reads_evaluate_metrics_and_marks_unfinished_jobs(tmp_path):
     fake_job(tmp_path / "2", ["seed=1", "prior=gaussian"], None)
     (tmp_path / "multirun.yaml").write_text("{}\n")
 
-    rows = report.write_report([tmp_path], metric="eval/fid/normal_0_1", ascending=True)
+    rows = write_report([tmp_path], metric="eval/fid/normal_0_1", ascending=True)
     assert [(r.job, r.status) for r in rows] == [("0", "completed"), ("1", "completed"), ("2", "unfinished")]
     assert rows[0].metrics["eval/nll_iwae"] == 145.5 and rows[0].metrics["eval/nll_exact"] == 144.5
     assert rows[0].varying == ["prior=normal"]
     text = (tmp_path / "report.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| job | status"))
-    assert header == ("| job | status | overrides | val/elbo | test/elbo | eval/elbo | eval/nll_iwae | eval/nll_exact "
+    assert header == ("| job | status | overrides | val/elbo | test/elbo | eval/elbo | eval/nll_exact | eval/nll_iwae "
                       "| eval/active_units | error |")
     assert "| 2 | unfinished | prior=gaussian |" in text
     # the per-sampler table: every sampler any job was scored on, the test set last
@@ -367,14 +338,14 @@ def test_report_over_several_multiruns_draws_curves_and_grids(tmp_path):
                  {"status": "completed", "metrics": {"val/elbo": -150.0, "diagnostics/active_units": 2.0}},
                  evaluation(140.0, {"normal_0_1": 10.0, "test": 0.0}), curve=[-170.0, -160.0, -150.0])
     out = tmp_path / "out"
-    rows = report.write_report([tmp_path / "a", tmp_path / "b"], out=out)
+    rows = write_report([tmp_path / "a", tmp_path / "b"], out=out)
     assert sorted(r.job for r in rows) == ["a/0", "b/0"]
     text = (out / "report.md").read_text()
     assert "| val/elbo | diagnostics/active_units | eval/elbo |" in text
     for name in ("report.png", "report_curves.png", "report_grids.png"):
         assert (out / name).stat().st_size > 0, name
     assert "](report_grids.png)" in text
-    curves = report.event_curves(tmp_path / "a" / "0", report.CURVES)
+    curves = figures.event_curves(tmp_path / "a" / "0", figures.CURVES)
     assert curves["val/elbo"] == [(0, -170.0), (1, -160.0), (2, -150.0)]
     with Image.open(out / "report_grids.png") as grid:  # the red comparison figure is in it
         assert (255 * 0.7 < np.asarray(grid.convert("RGB"))[..., 0]).any()

@@ -17,7 +17,7 @@ from helpers.commands import QUICK, TINY_CLASSIFIER, only_run, run_cli, scalars,
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vae_lightning.report as report_command
-from vae_lightning.evaluation import sweep_report
+from vae_lightning.reporting import figures
 from vae_lightning.runs import sweep
 from vae_lightning.runs.tracking import MISSING_MLFLOW, MLFLOW_RECORD, event_folder
 
@@ -160,10 +160,10 @@ def test_a_sweep_is_one_mlflow_run_per_job_tagged_with_its_overrides(mnist_root,
     without = tmp_path / "without_tensorboard"
     shutil.copytree(sweep_dir, without, ignore=shutil.ignore_patterns("tensorboard"))
     for job in sweep.job_dirs(without):
-        curves = sweep_report.csv_curves(job, sweep_report.CURVES)
-        events = sweep_report.event_curves(sweep_dir / job.name, sweep_report.CURVES)
-        assert set(curves) == set(events) == set(sweep_report.CURVES)
-        assert sweep_report.event_curves(job, sweep_report.CURVES) == {}  # no TensorBoard events in the copy
+        curves = figures.csv_curves(job, figures.CURVES)
+        events = figures.event_curves(sweep_dir / job.name, figures.CURVES)
+        assert set(curves) == set(events) == set(figures.CURVES)
+        assert figures.event_curves(job, figures.CURVES) == {}  # no TensorBoard events in the copy
         for tag, points in events.items():
             assert dict(curves[tag]) == pytest.approx(dict(points)), tag
     report_command.main([str(without)])

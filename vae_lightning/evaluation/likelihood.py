@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from vae_lightning.core.checks import Check, is_integer
 from vae_lightning.core.progress import Track, no_track
 from vae_lightning.core.rng import chunk_seeds, seeded
 from vae_lightning.evaluation.diagnostics import active_units
+from vae_lightning.evaluation.settings import ExactSettings, IwaeSettings, LikelihoodSettings
 from vae_lightning.latent import LatentDistribution, has_quantiles
 
 if TYPE_CHECKING:
@@ -32,10 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# iwae.k: one k or a list of them
-IWAE_K = Check(lambda v: (is_integer(v) and v >= 1) or (isinstance(v, list) and len(v) > 0
-                                                        and all(is_integer(k) and k >= 1 for k in v)),
-               "an integer >= 1 or a list of them")
 # nll_exact refines a region for an image only while the region holds more than e^-NEGLIGIBLE of the image's
 # p(x) (or neighbours one that does): 30 nats, a share of 1e-13
 NEGLIGIBLE = 30.0
@@ -215,26 +210,25 @@ def elbo_terms(module: VAEModule, x: Tensor, batch_size: int, seed: int) -> dict
             "per_image": neg_elbo}
 
 
-def nll_iwae(module: VAEModule, x: Tensor, cfg: DictConfig, seed: int, track: Track) -> dict[str, Tensor]:
-    """-log p(x) of every image [N] by the importance-weighted bound, for every k of `cfg.k` (one nested
+def nll_iwae(module: VAEModule, x: Tensor, settings: IwaeSettings, seed: int, track: Track) -> dict[str, Tensor]:
+    """-log p(x) of every image [N] by the importance-weighted bound, for every k of `settings.ks` (one nested
     draw), keyed by k as a string."""
-    IWAE_K.check("iwae.k", OmegaConf.to_container(cfg.k) if OmegaConf.is_list(cfg.k) else cfg.k)
-    ks = sorted(set(cfg.k if OmegaConf.is_list(cfg.k) else [cfg.k]))
-    batches = x.split(cfg.images_per_batch)
+    ks = settings.ks
+    batches = x.split(settings.images_per_batch)
     seeds = chunk_seeds(seed, len(batches))
     work = track(list(zip(batches, seeds, strict=True)), f"nll_iwae k={','.join(map(str, ks))}", len(batches))
-    bounds = [iwae_log_likelihood(module, batch, ks, cfg.chunk_size, s) for batch, s in work]
+    bounds = [iwae_log_likelihood(module, batch, ks, settings.chunk_size, s) for batch, s in work]
     nll = -torch.cat(bounds, dim=1).double().cpu()
     return {str(k): per_image for k, per_image in zip(ks, nll, strict=True)}
 
 
-def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: Track) -> tuple[dict[str, Any], Tensor]:
+def nll_exact(module: VAEModule, x: Tensor, settings: ExactSettings, track: Track) -> tuple[dict[str, Any], Tensor]:
     """-mean log p(x) by quadrature on the prior's grid, the points per dimension doubled until the
-    result changes by less than `cfg.tolerance`; reports the finest grid computed, and returns the
+    result changes by less than `settings.tolerance`; reports the finest grid computed, and returns the
     -log p(x) of every image [N] on it.
 
     The integral is kept per image and per region, the regions being the cells of the first grid
-    (`cfg.points_per_dim`): log p(x_n) = log sum_r P[n, r], P[n, r] the quadrature over region r's cells.
+    (`settings.points_per_dim`): log p(x_n) = log sum_r P[n, r], P[n, r] the quadrature over region r's cells.
     Doubling the grid splits every cell of a region into 2^D; only the pairs (image, region) that matter
     are integrated again on the finer grid: those whose P[n, r] is above e^-NEGLIGIBLE of the image's p(x),
     and their neighbouring regions (so a bump that straddles a region's edge, or that the coarser grid
@@ -250,54 +244,54 @@ def nll_exact(module: VAEModule, x: Tensor, cfg: DictConfig, track: Track) -> tu
     Such a bump is narrower than the grid's spacing; the doubling check assumes the integrand resolved
     anyway.
     """
-    dims, n0 = module.latent_dim, cfg.points_per_dim
+    dims, n0 = module.latent_dim, settings.points_per_dim
     log_px_by_region = torch.empty(len(x), n0 ** dims, dtype=x.dtype, device=x.device)
     active = torch.ones_like(log_px_by_region, dtype=torch.bool)
     n, previous, change, image_change = n0, None, math.inf, math.inf
     while True:
-        z, log_weights = quadrature_grid(module.prior, n, cfg.tail)
-        integrate_regions(module, x, *by_region(z, log_weights, n0), active, log_px_by_region, cfg.chunk_size,
+        z, log_weights = quadrature_grid(module.prior, n, settings.tail)
+        integrate_regions(module, x, *by_region(z, log_weights, n0), active, log_px_by_region, settings.chunk_size,
                           track)
         nll = -torch.logsumexp(log_px_by_region, dim=1).double().cpu()
         if previous is not None:
             change, image_change = float((nll.mean() - previous.mean()).abs()), float((nll - previous).abs().max())
         log.info("nll_exact %.4f on a %d^%d grid (%.1f%% of the image-region pairs integrated)%s", nll.mean(), n,
                  dims, 100 * float(active.double().mean()), "" if previous is None else f" (change {change:.4f})")
-        if change < cfg.tolerance or 2 * n > cfg.max_points_per_dim:
+        if change < settings.tolerance or 2 * n > settings.max_points_per_dim:
             break
         if n > n0:
             active = regions_that_matter(log_px_by_region, n0, dims)
         previous, n = nll, 2 * n
-    if change >= cfg.tolerance:
+    if change >= settings.tolerance:
         log.warning("nll_exact not converged: changed by %.3f nats at %d points per dimension "
                     "(raise exact.max_points_per_dim)", change, n)
     summary = {"value": float(nll.mean()), "se": standard_error(nll), "points_per_dim": n,
                "grid_points": n ** dims, "change_from_half_grid": change, "max_image_change": image_change,
-               "converged": change < cfg.tolerance, "prior_mass_on_grid": float(log_weights.exp().sum())}
+               "converged": change < settings.tolerance, "prior_mass_on_grid": float(log_weights.exp().sum())}
     return summary, nll
 
 
-def likelihood_metrics(module: VAEModule, x: Tensor, cfg: DictConfig, track: Track,
+def likelihood_metrics(module: VAEModule, x: Tensor, settings: LikelihoodSettings, track: Track,
                        timings: dict[str, float]) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The likelihood part of an evaluation: its summary (metrics.json's `likelihood`: means with their
     standard errors) and the per-image columns behind them (`neg_elbo`, `nll_iwae_k<k>`, `nll_exact`)."""
     start = time.perf_counter()
-    terms = elbo_terms(module, x, cfg.batch_size, cfg.seed)
+    terms = elbo_terms(module, x, settings.batch_size, settings.seed)
     per_image = {"neg_elbo": terms.pop("per_image")}
-    count, variance = active_units(terms.pop("posterior_means"), cfg.active_units_threshold)
+    count, variance = active_units(terms.pop("posterior_means"), settings.active_units_threshold)
     result: dict[str, Any] = {**terms, "active_units": count, "posterior_mean_variance": variance.tolist()}
     timings["elbo"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    iwae = nll_iwae(module, x, cfg.iwae, cfg.seed + 1, track)
+    iwae = nll_iwae(module, x, settings.iwae, settings.seed + 1, track)
     result["nll_iwae"] = {k: float(v.mean()) for k, v in iwae.items()}
     result["nll_iwae_se"] = {k: standard_error(v) for k, v in iwae.items()}
     per_image.update({f"nll_iwae_k{k}": v for k, v in iwae.items()})
     timings["nll_iwae"] = time.perf_counter() - start
 
     result["nll_exact"] = None
-    if module.latent_dim <= cfg.exact.max_latent_dim:
+    if module.latent_dim <= settings.exact.max_latent_dim:
         start = time.perf_counter()
-        result["nll_exact"], per_image["nll_exact"] = nll_exact(module, x, cfg.exact, track)
+        result["nll_exact"], per_image["nll_exact"] = nll_exact(module, x, settings.exact, track)
         timings["nll_exact"] = time.perf_counter() - start
     return result, per_image

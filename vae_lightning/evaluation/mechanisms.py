@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
 from vae_lightning.core.rng import seeded
+from vae_lightning.evaluation.settings import MechanismSettings
 
 if TYPE_CHECKING:
     from vae_lightning.latent import LatentDistribution
@@ -186,11 +186,12 @@ def encoder_outputs(module: VAEModule, x: Tensor, batch_size: int) -> Tensor:
 
 
 def mechanism_metrics(module: VAEModule, x: Tensor, nll_exact: Tensor | None, clarity_of: Callable[[Tensor], float],
-                      cfg: DictConfig, batch_size: int, seed: int, timings: dict[str, float]) -> dict[str, Any]:
+                      settings: MechanismSettings, batch_size: int, seed: int,
+                      timings: dict[str, float]) -> dict[str, Any]:
     """metrics.json's `mechanisms` (`evaluate`'s `mechanisms:` settings): the ELBO surgery of the test posteriors,
     the prior's holes with the clarity of the digits decoded from prior draws inside and outside them
     (`clarity_of(images)`: the classifier's mean top probability), and the bound gaps of the first
-    `cfg.gaps.n_images` test images against their exact likelihood (per image `nll_exact`, when computed)."""
+    `settings.gaps.n_images` test images against their exact likelihood (per image `nll_exact`, when computed)."""
     start = time.perf_counter()
     params = encoder_outputs(module, x, batch_size)
     surgery = elbo_surgery(module.prior, params, seed=seed)
@@ -198,7 +199,7 @@ def mechanism_metrics(module: VAEModule, x: Tensor, nll_exact: Tensor | None, cl
     timings["surgery"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    holes = prior_holes(module.prior, params, cfg.holes.n_draws, cfg.holes.ratio, seed=seed)
+    holes = prior_holes(module.prior, params, settings.holes.n_draws, settings.holes.ratio, seed=seed)
     with torch.no_grad():
         images = torch.cat([module.decode(chunk) for chunk in holes.draws.to(params.device).split(batch_size)])
     inside, outside = images[holes.in_hole.to(images.device)], images[~holes.in_hole.to(images.device)]
@@ -207,12 +208,13 @@ def mechanism_metrics(module: VAEModule, x: Tensor, nll_exact: Tensor | None, cl
                           "clarity_elsewhere": clarity_of(outside) if len(outside) else None}
     timings["prior_holes"] = time.perf_counter() - start
 
-    n = min(cfg.gaps.n_images, len(x))
+    n = min(settings.gaps.n_images, len(x))
     if n > 0:
         start = time.perf_counter()
         with torch.enable_grad():
-            encoder, best = optimal_elbo(module, x[:n], cfg.gaps.steps, cfg.gaps.n_draws, cfg.gaps.lr, seed=seed)
-        gaps: dict[str, Any] = {"n_images": n, "steps": cfg.gaps.steps, "elbo_encoder": float(encoder.mean()),
+            gap = settings.gaps
+            encoder, best = optimal_elbo(module, x[:n], gap.steps, gap.n_draws, gap.lr, seed=seed)
+        gaps: dict[str, Any] = {"n_images": n, "steps": settings.gaps.steps, "elbo_encoder": float(encoder.mean()),
                                 "elbo_best": float(best.mean()), "amortization_gap": float((best - encoder).mean())}
         if nll_exact is not None:
             log_px = -nll_exact[:n].to(best)

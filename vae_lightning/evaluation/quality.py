@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vae_lightning.core.progress import Track
 from vae_lightning.evaluation.classifier import DigitClassifier, as_input, classify
 from vae_lightning.evaluation.mechanisms import precision_recall
+from vae_lightning.evaluation.metrics import computed
+from vae_lightning.evaluation.settings import QualitySettings
 from vae_lightning.latent import LatentDistribution
 from vae_lightning.latent.base import Images
 from vae_lightning.latent.sampler_sets import fit_samplers
@@ -90,14 +91,16 @@ def classes_covering(predicted: Tensor, n_classes: int, fraction: float = 0.9) -
 
 def quality_row(name: str, label: str, features: Tensor, probs: Tensor,
                 reference: tuple[Tensor, Tensor]) -> dict[str, Any]:
-    """fid against the reference statistics, clarity, diversity and class coverage of one image set."""
+    """fid against the reference statistics, clarity, diversity and class coverage of one image set, and the
+    per-sampler metrics registered in the metric table (evaluation/metrics.py)."""
     predicted = probs.argmax(dim=1)
     return {"name": name, "label": label,
             "fid": frechet_distance(*feature_statistics(features), *reference),
             "clarity": clarity(probs), "diversity": diversity(predicted, N_CLASSES),
             "probability_entropy": probability_entropy(probs),
             "classes_90": classes_covering(predicted, N_CLASSES, 0.9),
-            "class_frequencies": (torch.bincount(predicted, minlength=N_CLASSES).double() / len(predicted)).tolist()}
+            "class_frequencies": (torch.bincount(predicted, minlength=N_CLASSES).double() / len(predicted)).tolist(),
+            **{m.name: float(m.compute(features, probs)) for m in computed(per_sampler=True)}}
 
 
 @dataclass(frozen=True)
@@ -122,25 +125,25 @@ def reference_of(classifier: DigitClassifier, test_images: Tensor, batch_size: i
 
 @torch.no_grad()
 def sample_quality(module: VAEModule, samplers: list[tuple[LatentDistribution, bool]], classifier: DigitClassifier,
-                   reference: Reference, fit_images: Images, cfg: DictConfig, track: Track,
+                   reference: Reference, fit_images: Images, settings: QualitySettings, track: Track,
                    timings: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per sampler (decoder means of `cfg.n_samples` seeded draws), then the test set's own. Samplers
+    """One row per sampler (decoder means of `settings.n_samples` seeded draws), then the test set's own. Samplers
     fitted to the model are fitted to `fit_images` (the training images) first; `timings` gets the time
     of each fit and draw (`fit <name>`, `draw <name>`)."""
     rows = []
     for sampler, own in track(samplers, "sample quality", len(samplers)):
         fit_samplers([sampler], module, fit_images, timings)
         start = time.perf_counter()
-        z = sampler.sample(cfg.n_samples, generator=torch.Generator().manual_seed(cfg.seed))
+        z = sampler.sample(settings.n_samples, generator=torch.Generator().manual_seed(settings.seed))
         timings[f"draw {sampler.name}"] = time.perf_counter() - start
-        images = torch.cat([module.decode(chunk) for chunk in z.split(cfg.batch_size)])
-        features, probs = classify(classifier, images, cfg.batch_size)
+        images = torch.cat([module.decode(chunk) for chunk in z.split(settings.batch_size)])
+        features, probs = classify(classifier, images, settings.batch_size)
         row = quality_row(sampler.name, sampler.label, features, probs, reference.statistics)
-        settings = OmegaConf.select(cfg, "mechanisms.precision_recall")
-        if settings is not None and cfg.mechanisms.enabled and settings.n_images > 0 and reference.features is not None:
-            n = settings.n_images  # evaluation/mechanisms.py: Kynkäänniemi et al. 2019, Naeem et al. 2020
-            real, fake = reference.features[:n], features[:n]
-            if min(len(real), len(fake)) > max(settings.k, 5):  # k-NN balls need more points than neighbours
-                row.update(vars(precision_recall(real, fake, k=settings.k)))
+        pr = settings.precision_recall
+        if pr is not None and reference.features is not None:
+            # evaluation/mechanisms.py: Kynkäänniemi et al. 2019, Naeem et al. 2020
+            real, fake = reference.features[:pr.n_images], features[:pr.n_images]
+            if min(len(real), len(fake)) > max(pr.k, 5):  # k-NN balls need more points than neighbours
+                row.update(vars(precision_recall(real, fake, k=pr.k)))
         rows.append({**row, "model_prior": own})
     return [*rows, reference.row]

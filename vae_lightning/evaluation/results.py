@@ -1,10 +1,11 @@
-"""An evaluation's results (metrics.json's content) as a reader sees them: the markdown tables (printed,
-and report.md), the figures, and the flat `eval/...` scalars that go to the run's loggers and into a
-sweep's report."""
+"""An evaluation's results: `Evaluation` (what evaluate returns; `as_json()` is metrics.json's content) and, as
+a reader sees them, the markdown tables (printed, and report.md), the figures and the scalars that go to the
+run's trackers (`tracker_scalars`, read off the metric table)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,44 +13,42 @@ import torch
 from matplotlib.figure import Figure
 
 from vae_lightning.core.files import save_figure
+from vae_lightning.evaluation import metrics
 from vae_lightning.evaluation.quality import N_CLASSES, TEST_ROW, entropy
 
-# Sample-quality scores per sampler, and the name under which the model's own prior is scored a second
-# time (`eval/fid/own_prior`), so that models with different priors compare on one column
-QUALITY = ("fid", "clarity", "diversity", "probability_entropy", "classes_90", "precision", "recall", "density",
-           "coverage")
-OWN_PRIOR = "own_prior"
 
+@dataclass
+class Evaluation:
+    """What one evaluation of a checkpoint found (evaluate's result): the model it evaluated, its likelihood,
+    sample-quality and mechanism sections, the registered metrics (evaluation/metrics.py) and the time each part
+    took. The sections keep metrics.json's shape; `as_json()` is metrics.json's content."""
 
-def scalars(results: dict[str, Any]) -> dict[str, float]:
-    """The flat `eval/...` scalars logged to TensorBoard and read by a sweep's report."""
-    lik = results["likelihood"]
-    out = {f"eval/{k}": lik[k] for k in ("elbo", "recon", "kl", "active_units")}
-    out.update({f"eval/nll_iwae_k{k}": v for k, v in lik["nll_iwae"].items()})
-    out["eval/nll_iwae"] = lik["nll_iwae"][max(lik["nll_iwae"], key=int)]
-    if lik["nll_exact"] is not None:
-        out["eval/nll_exact"] = lik["nll_exact"]["value"]
-    out.update({f"eval/kl_dim{i}": v for i, v in enumerate(lik["kl_per_dim"] or [])})
-    for row in results["sample_quality"]["rows"]:
-        row = quality_of(row)
-        names = [row["name"], OWN_PRIOR] if row.get("model_prior") else [row["name"]]
-        out.update({f"eval/{m}/{name}": row[m] for m in QUALITY for name in names if m in row})
-    out.update(mechanism_scalars(results.get("mechanisms")))
-    return {k: float(v) for k, v in out.items()}
+    checkpoint: str
+    global_step: int
+    prior: str  # the prior's label
+    latent_dim: int
+    model: str  # the networks' architecture
+    pixel_likelihood: str
+    data: dict[str, Any]  # dataset, binarize, n_images, units (what the likelihood numbers are)
+    active_units_threshold: float
+    likelihood: dict[str, Any]  # elbo, recon, kl (with standard errors), nll_iwae per k, nll_exact, active units
+    per_image: dict[str, Any]  # the per-image file: its name, rows and columns
+    sample_quality: dict[str, Any]  # n_samples, n_test, the classifier's record and one row per sampler
+    mechanisms: dict[str, Any] | None = None  # surgery, prior holes, bound gaps, iwae gap (None: not computed)
+    metrics: dict[str, float] = field(default_factory=dict)  # registered metrics of the test images
+    timings_s: dict[str, float] = field(default_factory=dict)
 
-
-def mechanism_scalars(mechanisms: dict[str, Any] | None) -> dict[str, float]:
-    """metrics.json's `mechanisms` as flat `eval/...` scalars (those that were computed)."""
-    if not mechanisms:
-        return {}
-    out = {f"eval/surgery/{k}": v for k, v in mechanisms["surgery"].items() if k != "log_n"}
-    out.update({f"eval/prior_holes/{k}": v for k, v in mechanisms["prior_holes"].items()
-                if k in ("mass", "clarity_in_holes", "clarity_elsewhere") and v is not None})
-    gaps = mechanisms.get("bound_gaps") or {}
-    out.update({f"eval/bound_gaps/{k}": gaps[k] for k in ("amortization_gap", "approximation_gap", "inference_gap")
-                if k in gaps})
-    out.update({f"eval/iwae_gap/k{k}": v for k, v in mechanisms.get("iwae_gap", {}).items()})
-    return out
+    def as_json(self) -> dict[str, Any]:
+        """metrics.json's content, its keys in the order evaluate has always written them (`mechanisms` and
+        `metrics` only when there are any)."""
+        out = {name: getattr(self, name) for name in ("checkpoint", "global_step", "prior", "latent_dim", "model",
+                                                        "pixel_likelihood", "data", "active_units_threshold",
+                                                        "likelihood", "per_image", "sample_quality")}
+        if self.mechanisms is not None:
+            out["mechanisms"] = self.mechanisms
+        if self.metrics:
+            out["metrics"] = self.metrics
+        return {**out, "timings_s": self.timings_s}
 
 
 def quality_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,18 +61,18 @@ def quality_of(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "probability_entropy": row["diversity"], "diversity": entropy(frequencies)}
 
 
-# The scalars an evaluation adds to the run's TensorBoard: a few cards under eval/, not one per sampler and
-# score (those are in metrics.json, report.md, the sweep report and the sample_quality figure)
-TENSORBOARD_SCALARS = ("eval/elbo", "eval/recon", "eval/kl", "eval/nll_iwae", "eval/nll_exact", "eval/active_units",
-                       "eval/fid/own_prior", "eval/clarity/own_prior", "eval/diversity/own_prior",
-                       "eval/precision/own_prior", "eval/recall/own_prior", "eval/surgery/mutual_information",
-                       "eval/surgery/marginal_kl", "eval/prior_holes/mass", "eval/bound_gaps/amortization_gap",
-                       "eval/bound_gaps/approximation_gap")
+def scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The flat `eval/...` scalars of a metrics.json (today's, or an earlier evaluation's: `quality_of`), read off
+    the metric table (evaluation/metrics.py); what the report reads of each job's evaluation."""
+    rows = [quality_of(row) for row in results["sample_quality"]["rows"]]
+    return metrics.scalars({**results, "sample_quality": {**results["sample_quality"], "rows": rows}})
 
 
-def tensorboard_scalars(results: dict[str, Any]) -> dict[str, float]:
+def tracker_scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The scalars an evaluation logs to the run's trackers (the metric table's TRACKERS: a few cards under eval/,
+    not one per sampler and score; those are in metrics.json, report.md and the sweep report)."""
     values = scalars(results)
-    return {k: values[k] for k in TENSORBOARD_SCALARS if k in values}
+    return {k: values[k] for k in metrics.columns(metrics.TRACKERS) if k in values}
 
 
 def kl_per_dim(likelihood: dict[str, Any]) -> list[float | None]:
@@ -136,10 +135,21 @@ def results_markdown(results: dict[str, Any]) -> str:
           f"{r['diversity']:.3f} | {r['probability_entropy']:.3f} | {r['classes_90']} |"
           for r in quality["rows"]),
         *mechanisms_markdown(results.get("mechanisms"), quality["rows"]),
+        *registered_markdown(results),
         "",
         "Time (s): " + ", ".join(f"{k} {v:.3g}" for k, v in results["timings_s"].items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def registered_markdown(results: dict[str, Any]) -> list[str]:
+    """A table of the metrics registered in the metric table beside the built-in ones (none: no lines)."""
+    lines = [f"| {m.label} | {results['metrics'][m.name]:.{m.digits}f} |"
+             for m in metrics.computed(per_sampler=False) if m.name in results.get("metrics", {})]
+    for m in metrics.computed(per_sampler=True):
+        lines += [f"| {m.label}, {r['label']} | {r[m.name]:.{m.digits}f} |" for r in results["sample_quality"]["rows"]
+                  if m.name in r]
+    return ["", "| registered metric | value |", "|---|---|", *lines] if lines else []
 
 
 def _value(v: float | None, digits: int = 2) -> str:

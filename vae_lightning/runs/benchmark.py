@@ -236,7 +236,7 @@ def study_evaluation_seconds(bench: Bench, epochs: int, extra: list[str]) -> tup
     """(seconds of one thread to evaluate a study job at the study's settings, seconds of one thread per training
     epoch of that job): a single run of `epochs` epochs trained here at one thread, then evaluated as the study's
     report evaluates a job."""
-    from vae_lightning.evaluation.pipeline import evaluate_checkpoint
+    from vae_lightning.runs.evaluation import evaluate_checkpoint
 
     torch.set_num_threads(1)
     try:

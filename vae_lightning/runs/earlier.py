@@ -28,10 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lightning.core.errors import UserError
 
-# keys that change how a result is made, not what it is
+# keys that change how a result is made, not what it is (`tensorboard`: log_to_trackers's name in evaluations
+# recorded before it was renamed)
 SAME_RESULT_IGNORES = ("hydra", "ckpt_path", "eval_dir", "output", "overwrite", "paths", "task_name", "verbose",
-                       "progress", "tensorboard", "device", "batch_size", "iwae.images_per_batch", "iwae.chunk_size",
-                       "exact.chunk_size", "data.download", "classifier.cache_dir")
+                       "progress", "log_to_trackers", "tensorboard", "device", "batch_size", "iwae.images_per_batch",
+                       "iwae.chunk_size", "exact.chunk_size", "data.download", "classifier.cache_dir")
 # the PNG text chunk that says what made a picture
 PICTURE_KEY = "vae_lightning"
 REPORT_TITLE = "# Sweep report: "

@@ -77,7 +77,7 @@ SAMPLER_SETS = {"samplers": "sampler_set={value} (the sets of samplers are conf/
                             "samplers.<label>)"}
 RENAMED_OVERRIDES: dict[str, dict[str, str]] = {
     "train": {**SAMPLER_SETS, "experiment=beta_4_3": "prior=beta_4_3 annealing=linear"},
-    "evaluate": SAMPLER_SETS,
+    "evaluate": {**SAMPLER_SETS, "tensorboard": "log_to_trackers={value}"},
     "explore": SAMPLER_SETS,
     "sample": {"sampler=prior": "nothing (the model's own prior is the default)",
                **{f"sampler={name}": f"fitted={name}" for name in ("aggregate", "gmm", "flow")},

@@ -51,6 +51,7 @@ from torch import Tensor
 from vae_lightning.core.building import build
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.files import write_atomically, write_text_atomically
+from vae_lightning.evaluation.metrics import HPARAMS, columns
 from vae_lightning.pictures import png_bytes
 from vae_lightning.runs.folders import latest_run_config
 from vae_lightning.runs.sweep import in_multirun
@@ -93,7 +94,6 @@ def hyperparameters(module: VAEModule, schedule: Schedule | str, lr: float | Non
 
 
 # The metrics HPARAMS shows first (it shows five without being asked): evaluate's are filled in when it runs
-KEY_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/fid/own_prior")
 
 
 def _file_writer(logger: TensorBoardLogger) -> Any:
@@ -115,7 +115,7 @@ def log_hyperparameters(loggers: Sequence[Logger], params: dict[str, Any], metri
     """
     from torch.utils.tensorboard.summary import hparams
 
-    final = {k: metrics.get(k, 0.0) for k in KEY_METRICS}  # the values are read from the scalars of these tags
+    final = {k: metrics.get(k, 0.0) for k in columns(HPARAMS)}  # the values are read from the scalars of these tags
     final.update({k: v for k, v in metrics.items() if k.startswith(("val/", "test/", "diagnostics/"))})
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

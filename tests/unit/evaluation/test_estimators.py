@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers.models import binary_images, brute_force_log_px, tiny_decoder, tiny_vae
 from torch import nn
-from torch.distributions import Bernoulli, Beta, ContinuousBernoulli, Distribution
+from torch.distributions import Beta, ContinuousBernoulli
 
 from vae_lightning.core.progress import no_track
 from vae_lightning.core.rng import seeded
@@ -34,9 +34,10 @@ from vae_lightning.evaluation.quality import (
     probability_entropy,
 )
 from vae_lightning.evaluation.results import quality_of
+from vae_lightning.evaluation.settings import ExactSettings
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
 from vae_lightning.latent.factorised import beta_cdf, beta_icdf
-from vae_lightning.model import VAEModule, likelihoods
+from vae_lightning.model import likelihoods
 
 F64 = torch.float64
 
@@ -99,37 +100,6 @@ def test_bernoulli_log_prob_pairs_is_minus_bce_for_every_pair():
     assert torch.allclose(likelihoods.Bernoulli().log_prob_pairs(x, logits), expected, atol=1e-5)
     assert torch.allclose(likelihoods.Bernoulli().log_prob(logits[:, None], x), expected.T, atol=1e-5)
 
-
-def tiny_decoder(latent_dim: int, pixels: int = 12) -> nn.Module:
-    torch.manual_seed(3)
-    return nn.Sequential(nn.Linear(latent_dim, 8), nn.Tanh(), nn.Linear(8, pixels)).double()
-
-
-def tiny_vae(prior, decoder: nn.Module, encoder: nn.Module | None = None,
-             likelihood: likelihoods.Likelihood | None = None) -> VAEModule:
-    """A model around small test networks on 12-pixel images (metrics reach it only through its contracts)."""
-    encoder = encoder or nn.Linear(12, 2 * prior.latent_dim)
-    return VAEModule(encoder.to(next(decoder.parameters()).dtype), decoder, prior, None, prior.latent_dim,
-                     likelihood=likelihood)
-
-
-def binary_images(n: int = 6, pixels: int = 12) -> torch.Tensor:
-    return (torch.rand(n, pixels, generator=torch.Generator().manual_seed(1)) > 0.5).double()
-
-
-def brute_force_log_px(decoder: nn.Module, prior, x: torch.Tensor, axes: list[torch.Tensor],
-                       pixel: type[Distribution] = Bernoulli) -> torch.Tensor:
-    """log p(x) by the trapezoid rule in z (not in quantile space) on a very fine grid, with
-    torch.distributions doing the densities (`pixel(logits=...)` per pixel): independent of the code under test."""
-    z = torch.cartesian_prod(*axes).reshape(-1, len(axes))
-    log_joint = torch.cat([pixel(logits=decoder(chunk)).log_prob(x[:, None]).sum(-1)
-                           + prior.log_prob(chunk.float()).double()
-                           for chunk in z.split(200_000)], dim=1)
-    trapezoid = [torch.full((len(a),), (a[1] - a[0]).item(), dtype=F64) for a in axes]
-    for t in trapezoid:
-        t[[0, -1]] /= 2
-    log_cell = sum(torch.log(w) for w in torch.meshgrid(*trapezoid, indexing="ij")).reshape(-1)
-    return torch.logsumexp(log_joint + log_cell, dim=1)
 
 
 @pytest.mark.parametrize(("prior", "axes", "points"), [
@@ -211,10 +181,10 @@ def test_nll_exact_refining_only_what_matters_equals_the_full_finest_grid(monkey
     integrate = likelihood.integrate_regions
     monkeypatch.setattr(likelihood, "integrate_regions", lambda module, x, z, log_w, active, *rest: (
         shares.append(float(active.float().mean())), integrate(module, x, z, log_w, active, *rest))[1])
-    cfg = OmegaConf.create({"points_per_dim": 8, "max_points_per_dim": 256, "tolerance": 1e-3, "chunk_size": 512,
-                            "tail": 1e-9})
+    settings = ExactSettings(max_latent_dim=2, points_per_dim=8, max_points_per_dim=256, tolerance=1e-3,
+                             chunk_size=512, tail=1e-9)
     with torch.no_grad():
-        summary, nll = nll_exact(module, x, cfg, no_track)
+        summary, nll = nll_exact(module, x, settings, no_track)
     monkeypatch.undo()
     with torch.no_grad():
         full, mass = exact_log_likelihood(module, x, summary["points_per_dim"], chunk_size=4096)

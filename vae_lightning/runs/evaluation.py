@@ -1,5 +1,10 @@
-"""The whole evaluation of a trained VAE, as `python -m vae_lightning.evaluate` runs it (and `report
---evaluate` for every job of a sweep).
+"""The whole evaluation of a trained VAE, as `python -m vae_lightning.evaluate` runs it, and of many
+(`evaluate_jobs`: `report --evaluate` for every job of a sweep, several processes at once).
+
+This is the orchestration above the estimators of `evaluation/`: reading the checkpoint, the test set, the
+folder policies (an earlier evaluation is not replaced unasked), the classifier, and logging to the run's
+trackers. The estimators get typed settings built once from the config (evaluation/settings.py) and the
+numbers come back as an `Evaluation` (evaluation/results.py).
 
 Likelihood on the test set, in the data mode the model was trained on (the grayscale test images,
 or for `binarize=dynamic` the fixed-seed binarized test set the run validated on): elbo (recon,
@@ -8,9 +13,10 @@ quality per sampler: decoder means of `n_samples` draws, scored by the cached cl
 the grayscale test images, which are also the reference row.
 
 Writes `<eval_dir>/metrics.json` (last, so its presence means a complete evaluation), `report.md`
-and figures (evaluation/results.py), and logs `eval/...` scalars and the figures with the run's
-hyperparameters to the trackers the run trained with (its saved `logger` section: TensorBoard, CSV, the
-same MLflow run; runs/tracking.py). The checkpoint is only read.
+and figures (evaluation/results.py), and logs the metric table's tracker scalars (evaluation/metrics.py) and
+the figures with the run's hyperparameters to the trackers the run trained with (its saved `logger` section:
+TensorBoard, CSV, the same MLflow run; runs/tracking.py) when `log_to_trackers` is true. The checkpoint is
+only read.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,10 +52,12 @@ from vae_lightning.core.progress import no_track, progress_bar
 from vae_lightning.data import MNISTDataModule, load_split, locate
 from vae_lightning.evaluation import classifier
 from vae_lightning.evaluation.classifier import classify, load_or_train
-from vae_lightning.evaluation.likelihood import IWAE_K, likelihood_metrics
+from vae_lightning.evaluation.likelihood import likelihood_metrics
 from vae_lightning.evaluation.mechanisms import mechanism_metrics
+from vae_lightning.evaluation.metrics import compute_test_metrics
 from vae_lightning.evaluation.quality import clarity, reference_of, sample_quality
-from vae_lightning.evaluation.results import results_markdown, save_figures, tensorboard_scalars
+from vae_lightning.evaluation.results import Evaluation, results_markdown, save_figures, tracker_scalars
+from vae_lightning.evaluation.settings import IWAE_K, EvaluationSettings
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
 from vae_lightning.runs.checkpoint import (
@@ -191,14 +199,15 @@ def run_seed(run: Path | None) -> int | None:
     return OmegaConf.load(config).get("seed") if config is not None and config.is_file() else None
 
 
-def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> Evaluation:
     """Everything `python -m vae_lightning.evaluate` computes and writes, for the composed evaluate config
-    `cfg`; returns metrics.json's content (`results_markdown` of it is what the command prints). `shared`
-    keeps what the evaluations of several checkpoints have in common (a sweep's report passes one)."""
+    `cfg`; returns the Evaluation (`results_markdown` of its `as_json()` is what the command prints). `shared`
+    keeps what the evaluations of several checkpoints have in common (`evaluate_jobs` passes one)."""
     shared = shared or SharedInputs()
     if not cfg.get("ckpt_path"):
         raise UserError("ckpt_path is required: give a run folder (logs/train/runs/<timestamp>) or a .ckpt file")
     check_settings(cfg, SETTINGS)
+    settings = EvaluationSettings.from_config(cfg)
     ckpt = resolve_checkpoint(cfg.ckpt_path)
     checkpoint = load_checkpoint(ckpt)
     stored, step = checkpoint[CHECKPOINT_KEY], int(checkpoint.get("global_step", 0))
@@ -214,7 +223,9 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
 
     timings: dict[str, float] = {}
     with torch.no_grad():
-        lik, per_image = likelihood_metrics(module, x, cfg, track, timings)
+        lik, per_image = likelihood_metrics(module, x, settings.likelihood, track, timings)
+        registered, registered_per_image = compute_test_metrics(module, x)
+    per_image.update(registered_per_image)
     labels = data.splits["test"].labels[: len(x)]
     start = time.perf_counter()
     classifier_key = ("classifier", OmegaConf.to_container(cfg.classifier, resolve=True), str(cfg.data.root),
@@ -229,44 +240,74 @@ def evaluate_checkpoint(cfg: DictConfig, shared: SharedInputs | None = None) -> 
     start = time.perf_counter()
     samplers = [(s, same_distribution(s, module.prior))
                 for s in build_samplers(cfg.samplers, module.latent_dim, module.prior)]
-    rows = sample_quality(module, samplers, classifier, reference, data.fit_images, cfg, track, timings)
+    rows = sample_quality(module, samplers, classifier, reference, data.fit_images, settings.quality, track, timings)
     timings["sample_quality"] = time.perf_counter() - start
     mechanisms = None
-    if cfg.mechanisms.enabled:  # why a prior wins (evaluation/mechanisms.py)
+    if settings.mechanisms is not None:  # why a prior wins (evaluation/mechanisms.py)
         def clarity_of(images: torch.Tensor) -> float:
             return clarity(classify(classifier, images, cfg.batch_size)[1])
 
-        mechanisms = mechanism_metrics(module, x, per_image.get("nll_exact"), clarity_of, cfg.mechanisms,
+        mechanisms = mechanism_metrics(module, x, per_image.get("nll_exact"), clarity_of, settings.mechanisms,
                                        cfg.batch_size, cfg.seed, timings)
         if lik["nll_exact"] is not None:  # how far the bounds the field reports are from the exact likelihood
             mechanisms["iwae_gap"] = {k: v - lik["nll_exact"]["value"] for k, v in lik["nll_iwae"].items()}
 
     units = likelihood_units(module.likelihood, data.binarize)
-    results = {
-        "checkpoint": str(ckpt), "global_step": step, "prior": module.prior.label, "latent_dim": module.latent_dim,
-        "model": module.architecture, "pixel_likelihood": module.likelihood.name,
-        "data": {"dataset": data.dataset, "binarize": data.binarize, "n_images": len(x), "units": units},
-        "active_units_threshold": cfg.active_units_threshold,
-        "likelihood": lik,
-        "per_image": {"file": PER_IMAGE_FILE, "rows": len(x), "columns": ["index", "label", *per_image]},
-        "sample_quality": {"n_samples": cfg.n_samples, "n_test": reference.n_images, "classifier": record,
-                           "rows": rows},
-        **({"mechanisms": mechanisms} if mechanisms is not None else {}),
-        "timings_s": timings,
-    }
+    evaluation = Evaluation(
+        checkpoint=str(ckpt), global_step=step, prior=module.prior.label, latent_dim=module.latent_dim,
+        model=module.architecture, pixel_likelihood=module.likelihood.name,
+        data={"dataset": data.dataset, "binarize": data.binarize, "n_images": len(x), "units": units},
+        active_units_threshold=cfg.active_units_threshold, likelihood=lik,
+        per_image={"file": PER_IMAGE_FILE, "rows": len(x), "columns": ["index", "label", *per_image]},
+        sample_quality={"n_samples": cfg.n_samples, "n_test": reference.n_images, "classifier": record, "rows": rows},
+        mechanisms=mechanisms, metrics=registered, timings_s=timings)
+    results = evaluation.as_json()
     text = results_markdown(results)
     out = Path(cfg.eval_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = save_figures(results, out)
     write_text_atomically(out / "report.md", text + "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n")
-    if cfg.tensorboard:
+    if cfg.log_to_trackers:
         run = run_dir_of(ckpt)
         params = hyperparameters(module, repr(build(stored["annealing"], "annealing")),
                                  OmegaConf.select(OmegaConf.create(stored), "model.optimizer.lr"), run_seed(run))
-        log_evaluation(run_loggers(run, out), step, tensorboard_scalars(results), params, [out / f for f in figures])
+        log_evaluation(run_loggers(run, out), step, tracker_scalars(results), params, [out / f for f in figures])
     write_per_image(out / PER_IMAGE_FILE, labels, per_image)
     record_config(cfg, out / ".hydra")
     payload = json.dumps(results, indent=2) + "\n"  # last and atomically: a metrics.json is a complete evaluation
     write_text_atomically(out / "metrics.json", payload)
     log.info("Wrote %s", out)
-    return results
+    return evaluation
+
+
+def evaluate_jobs(paths: Sequence[Path], overrides: Sequence[str], jobs: int = 1) -> None:
+    """Evaluate each run folder in `paths` (with these evaluate command-line `overrides`; results in `<run>/eval/`),
+    `jobs` at a time (each in its own process, with cores / jobs torch threads). The classifier, the test set
+    and its classifier features and each data config's training images are made once per process and shared
+    by its evaluations (SharedInputs)."""
+    if jobs <= 1 or len(paths) <= 1:
+        evaluate_paths(paths, list(overrides))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vae_lightning.runs.threads import cpu_count
+
+    chunks = [paths[i::jobs] for i in range(jobs)]
+    threads = max(1, cpu_count() // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(evaluate_paths, chunk, list(overrides), threads) for chunk in chunks if chunk]:
+            done.result()
+
+
+def evaluate_paths(paths: Sequence[Path], overrides: list[str], threads: int | None = None) -> None:
+    """Evaluate each run folder in turn in this process, sharing what their evaluations have in common."""
+    from vae_lightning.runs.folders import compose_config
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    shared = SharedInputs()
+    for path in paths:
+        log.info("evaluating %s", path)
+        cfg = compose_config("evaluate", [f"ckpt_path={path}", *overrides], path / "eval")
+        evaluate_checkpoint(cfg, shared)

@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats
 
-from vae_lightning.evaluation.statistics import (
+from vae_lightning.reporting.statistics import (
     EQUIVALENT,
     HIGHER,
     INCONCLUSIVE,

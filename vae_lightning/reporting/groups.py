@@ -1,33 +1,29 @@
-"""A sweep's jobs grouped over seeds, and named contrasts between the groups (part of a sweep's report).
+"""A sweep's jobs grouped over seeds, and named contrasts between the groups.
 
-Jobs whose overrides differ only in `seed` are one configuration: its row gives the number of seeds
-and, for every metric, the mean with a 95 % Student-t interval over the seeds (`n = 1, no interval`
-for a single seed). A contrast `key=A:B` compares every configuration with `key=A` to the one with
-`key=B` and everything else equal (`key=*:B`: every other value of the key against B), as paired
-differences A - B over the seeds both have, each with its interval and a verdict read off the
-interval (statistics.py): `equivalent` (inside the contrast's margin), `higher`, `lower`, `inconclusive`,
-or `n < 2` without one.
+Jobs whose overrides differ only in `seed` are one configuration (`Group`): for every metric, the mean with a
+95 % Student-t interval over its seeds. A contrast `key=A:B` compares every configuration with `key=A` to the
+one with `key=B` and everything else equal (`key=*:B`: every other value of the key against B), as paired
+differences A - B over the seeds both have, each with its interval and a verdict read off the interval
+(reporting/statistics.py): `equivalent` (inside the contrast's margin), `higher`, `lower`, `inconclusive`, or
+`n < 2` without one.
 
-Contrasts come in named families (`Family`: contrasts, equivalence margins per metric), declared in a
-contrasts file (`read_contrasts`); every comparison of a family (each pair of configurations, each metric)
-is one hypothesis of it, and the family's p-values are adjusted together (Holm by default), so that the
-report shows the raw and the adjusted verdict side by side with the family's size, the minimum detectable
-effect at the comparison's n and, with a margin, the seeds it would need.
+Contrasts come in named families (`Family`: contrasts, equivalence margins per metric in the metric's unit, from
+the metric table), declared in a contrasts file (`read_contrasts`); every comparison of a family (each pair of
+configurations, each metric) is one hypothesis of it, and the family's p-values are adjusted together (Holm by
+default).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vae_lightning.core.errors import UserError
-from vae_lightning.core.files import atomic_text, save_figure
-from vae_lightning.evaluation.statistics import (
+from vae_lightning.evaluation.metrics import unit, units
+from vae_lightning.reporting.statistics import (
     ADJUSTMENTS,
-    MOST_SEEDS,
     Comparison,
     Interval,
     adjust,
@@ -38,28 +34,10 @@ from vae_lightning.evaluation.statistics import (
 from vae_lightning.runs.folders import SEED, configuration, split_override
 
 if TYPE_CHECKING:
-    from vae_lightning.evaluation.sweep_report import Row
+    from vae_lightning.reporting.jobs import Row
 
-# The metrics a contrast compares unless told others: the likelihoods, the collapse diagnostics and the
-# sample quality of each model's own prior
-CONTRAST_METRICS = ("test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/active_units",
-                    "diagnostics/mutual_information", "eval/fid/own_prior", "eval/clarity/own_prior",
-                    "eval/diversity/own_prior", "eval/precision/own_prior", "eval/recall/own_prior",
-                    "eval/surgery/marginal_kl", "eval/prior_holes/mass")
-# The unit of each metric that an equivalence margin may be given in (a prefix names a metric per sampler)
-UNITS = {"test/elbo": "nats", "val/elbo": "nats", "eval/elbo": "nats", "eval/nll_exact": "nats",
-         "eval/nll_iwae": "nats", "diagnostics/mutual_information": "nats", "eval/active_units": "dimensions",
-         "eval/fid/": "FID", "eval/clarity/": "probability", "eval/diversity/": "nats",
-         "eval/probability_entropy/": "nats", "eval/surgery/": "nats", "eval/bound_gaps/": "nats",
-         "eval/prior_holes/mass": "probability", "eval/precision/": "probability", "eval/recall/": "probability"}
 # The family of the contrasts given on the command line (--contrast) or as a plain list in a contrasts file
 DEFAULT_FAMILY = "contrasts"
-
-
-def unit(metric: str) -> str | None:
-    """The unit of a metric (UNITS), None for a metric without one."""
-    return next((u for key, u in UNITS.items() if metric == key or (key.endswith("/") and metric.startswith(key))),
-                None)
 
 
 @dataclass
@@ -218,7 +196,7 @@ def read_contrasts(spec: object, source: str) -> tuple[list[Family], list[str] |
         families:
           claim_1:                          # a name
             contrasts: [prior=gaussian:normal]
-            margins: {eval/nll_exact: 0.5}  # equivalence margins, in the metric's unit (UNITS)
+            margins: {eval/nll_exact: 0.5}  # equivalence margins, in the metric's unit (evaluation/metrics.py)
         contrasts: [annealing=linear:constant]   # a plain list: one family named `contrasts`
         metrics: [test/elbo, eval/nll_exact]
 
@@ -256,145 +234,13 @@ def _family(name: str, body: object, source: str, key: str) -> Family:
     for metric, margin in margins.items():
         if unit(str(metric)) is None:
             raise UserError(f"{source}: {key}.margins.{metric} is a margin on a metric without a unit; margins are "
-                            f"for {', '.join(UNITS)}")
+                            f"for {', '.join(units())}")
         if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin) or margin <= 0:
             raise UserError(f"{source}: {key}.margins.{metric}={margin!r} is invalid: must be a number > 0 (in "
                             f"{unit(str(metric))})")
     return Family(name, tuple(Contrast.parse(str(c)) for c in contrasts),
                   {str(m): float(v) for m, v in margins.items()})
 
-
-def interval_text(interval: Interval, digits: int = 2) -> str:
-    """`mean [low, high]`, or `mean (n = 1, no interval)`."""
-    if interval.n == 0:
-        return ""
-    if interval.n < 2:
-        return f"{interval.mean:.{digits}f} (n = 1, no interval)"
-    return f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
-
-
-def _digits(metric: str) -> int:
-    return 3 if metric.split("/")[1] in ("clarity", "diversity", "probability_entropy") else 2
-
-
-def groups_markdown(groups: Sequence[Group], metrics: Sequence[str], shared: Callable[[str], bool]) -> list[str]:
-    """The configurations table: overrides that differ (`shared` tells which overrides every job has), the
-    number of seeds and every metric's mean with its 95 % interval."""
-    shown = [m for m in metrics if any(g.values(m) for g in groups)]
-    lines = ["| configuration | seeds | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]
-    for group in groups:
-        label = " ".join(o for o in group.overrides if not shared(o)) or "(all)"
-        seeds = ",".join(str(s) for s in group.seeds if s >= 0)
-        cells = [interval_text(group.interval(m), _digits(m)) for m in shown]
-        lines.append(f"| {label} | {len(group.jobs)} ({seeds}) | " + " | ".join(cells) + " |")
-    return lines
-
-
-VERDICT_WORDS = [
-    "Each contrast is `treatment - baseline`, paired by seed, with its 95 % t interval. Its verdict: "
-    "**equivalent** when the whole interval lies inside ±margin (the family's equivalence margin for the metric), "
-    "**higher** or **lower** when it excludes 0, **inconclusive** otherwise (a difference and none are both "
-    "still possible), **n < 2** without an interval. The contrasts of one family are adjusted together "
-    "(*adjusted*: the same words read off p-values adjusted by the method named, Holm by default, over the "
-    "family's size *m*). *MDE* is the minimum detectable effect: the difference the paired t test at this n and "
-    "the observed spread finds with 80 % power; *seeds for δ* the seeds it would need to find the margin so.",
-]
-
-
-def _p_text(p: float | None) -> str:
-    return "" if p is None or math.isnan(p) else f"{p:.3g}"
-
-
-def contrasts_markdown(rows: Sequence[ContrastRow]) -> list[str]:
-    lines = ["| family (m) | contrast | metric | paired seeds | difference [95 % interval] | p | verdict | "
-             "adjusted p | adjusted verdict | margin | MDE | seeds for δ |", "|---" * 12 + "|"]
-    for row in rows:
-        c = row.comparison
-        digits = _digits(row.metric)
-        unpaired = (len(row.treatment.jobs) + len(row.baseline.jobs)) // 2 - len(c.seeds)
-        seeds = f"{len(c.seeds)}" + (f" (of {len(row.treatment.jobs)} and {len(row.baseline.jobs)})"
-                                     if unpaired else "")
-        difference = (f"{c.difference.mean:+.{digits}f}" if c.difference.n < 2 else
-                      f"{c.difference.mean:+.{digits}f} [{c.difference.low:+.{digits}f}, "
-                      f"{c.difference.high:+.{digits}f}]")
-        mde, needed = c.detectable_effect, c.seeds_needed
-        lines.append(f"| {row.family} ({row.family_size}) | {row.label} | {row.metric} | {seeds} | {difference} | "
-                     f"{_p_text(c.p)} | {c.verdict} | {_p_text(row.adjusted_p)} ({row.adjustment}) | "
-                     f"{row.adjusted_verdict} | {'' if c.margin is None else f'±{c.margin:g}'} | "
-                     f"{'' if math.isnan(mde) else f'{mde:.{digits}f}'} | "
-                     f"{'' if needed is None else (f'> {MOST_SEEDS}' if needed > MOST_SEEDS else needed)} |")
-    return lines
-
-
-def write_groups_csv(groups: Sequence[Group], metrics: Sequence[str], path: Path) -> None:
-    import csv
-
-    with atomic_text(path) as f:
-        writer = csv.writer(f)
-        writer.writerow(["configuration", "seeds", *[f"{m}{s}" for m in metrics for s in ("", ":low", ":high")]])
-        for group in groups:
-            cells = []
-            for metric in metrics:
-                interval = group.interval(metric)
-                cells += ["" if math.isnan(v) else repr(v) for v in (interval.mean, interval.low, interval.high)]
-            writer.writerow([" ".join(group.overrides), ",".join(map(str, group.seeds)), *cells])
-
-
-def write_contrasts_csv(rows: Sequence[ContrastRow], path: Path) -> None:
-    import csv
-
-    with atomic_text(path) as f:
-        writer = csv.writer(f)
-        writer.writerow(["family", "family_size", "adjustment", "contrast", "treatment", "baseline", "metric",
-                         "paired_seeds", "difference", "low", "high", "sd", "p", "verdict", "adjusted_p",
-                         "adjusted_verdict", "margin", "p_equivalent", "adjusted_p_equivalent", "mde", "seeds_needed"])
-        for row in rows:
-            c = row.comparison
-            d = c.difference
-            writer.writerow([row.family, row.family_size, row.adjustment, str(row.contrast),
-                             " ".join(row.treatment.overrides), " ".join(row.baseline.overrides), row.metric,
-                             ",".join(map(str, c.seeds)), repr(d.mean), number(d.low), number(d.high), number(c.sd),
-                             number(c.p), c.verdict, number(row.adjusted_p), row.adjusted_verdict, number(c.margin),
-                             number(c.p_equivalent), number(row.adjusted_p_equivalent),
-                             number(c.detectable_effect), c.seeds_needed or ""])
-
-
-def number(value: float | None) -> str:
-    """A CSV cell: the value in full, or empty for none."""
-    return "" if value is None or math.isnan(value) else repr(value)
-
-
-def plot_groups(groups: Sequence[Group], metrics: Sequence[str], shared: Callable[[str], bool], path: Path) -> bool:
-    """One panel per metric: each configuration's mean over seeds with its 95 % interval as an error bar
-    (a single seed: a hollow marker without a bar). False when no metric has values."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    shown = [m for m in metrics if any(g.values(m) for g in groups)]
-    if not shown:
-        return False
-    labels = [" ".join(o for o in g.overrides if not shared(o)) or "(all)" for g in groups]
-    fig = Figure(figsize=(4.2 * len(shown), 1.6 + 0.32 * len(groups)), layout="constrained")
-    axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
-    for ax, metric in zip(axes, shown, strict=True):
-        for i, group in enumerate(groups):
-            interval = group.interval(metric)
-            if interval.n == 0:
-                continue
-            if interval.n < 2:
-                ax.plot([interval.mean], [i], "o", mfc="none", color="C0")
-            else:
-                error = [[interval.mean - interval.low], [interval.high - interval.mean]]
-                ax.errorbar([interval.mean], [i], xerr=error, fmt="o", color="C0", capsize=3)
-        ax.set_title(metric, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # a narrow panel's tick labels do not run together
-        ax.tick_params(axis="x", labelsize=8)
-    axes[0].set_yticks(range(len(groups)), labels, fontsize=7)
-    axes[0].invert_yaxis()
-    fig.suptitle("mean over seeds with 95 % t interval (hollow: one seed, no interval)", fontsize=10)
-    save_figure(fig, path, dpi=110)
-    return True
 
 
 def metric_names(groups: Sequence[Group], prefixes: Sequence[str]) -> list[str]:
