@@ -118,7 +118,7 @@ def test_free_bits_leave_the_validation_elbo_alone(compose_cfg, mnist_root, tmp_
     def validate(free_bits: float) -> dict[str, float]:
         cfg = compose_cfg(tiny_overrides(mnist_root, tmp_path) + [f"model.free_bits={free_bits}", "model.latent_dim=3"])
         torch.manual_seed(0)  # the same weights for both
-        module = build(cfg.model, "model", prior=build(cfg.prior, "prior"))
+        module = build(cfg.model, "model", prior=build(cfg.prior, "prior", latent_dim=cfg.model.latent_dim))
         trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
         return trainer.validate(module, datamodule=build(cfg.data, "data"), verbose=False)[0]
 
@@ -142,4 +142,4 @@ def test_a_short_run_logs_the_diagnostics(compose_cfg, mnist_root, tmp_path):
 @pytest.mark.parametrize("model", ["mlp", "conv", "gated", "iwae"])
 def test_every_model_takes_free_bits(compose_cfg, mnist_root, tmp_path, model):
     cfg = compose_cfg(tiny_overrides(mnist_root, tmp_path) + [f"model={model}", "model.free_bits=0.5"])
-    assert build(cfg.model, "model", prior=build(cfg.prior, "prior")).free_bits == 0.5
+    assert build(cfg.model, "model", prior=build(cfg.prior, "prior", latent_dim=cfg.model.latent_dim)).free_bits == 0.5
