@@ -60,9 +60,9 @@ def closing_lines(cfg: DictConfig, results: dict) -> list[str]:
 
 
 def main(cfg: DictConfig) -> None:
+    from vae_lightning.core.console import say
     from vae_lightning.evaluation.pipeline import evaluate_checkpoint
     from vae_lightning.evaluation.results import results_markdown
-    from vae_lightning.runs.console import say
 
     results = cli.run_task(lambda: evaluate_checkpoint(cfg))
     print(results_markdown(results))

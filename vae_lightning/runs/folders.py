@@ -20,10 +20,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning.checkpoints.renames import upgrade_targets
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.lock import check_free, other_rank
-from vae_lightning.runs.renames import upgrade_targets
 
 RESUME_PREFIX = "resume_"
 SEED = "seed"

@@ -9,7 +9,7 @@ import torch
 from helpers.commands import compose_plain
 
 from vae_lightning.core.rng import stream, stream_seed
-from vae_lightning.runs.checkpoint import build_module
+from vae_lightning.model.building import build_module
 
 PRIORS = ["normal", "gaussian", "beta", "mog", "vamp", "flow"]
 

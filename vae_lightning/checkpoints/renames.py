@@ -1,6 +1,6 @@
 """Classes that moved: checkpoints and run folders written before the package was laid out by concept
 name their classes by their old homes (`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`,
-...). Loading a checkpoint (runs/checkpoint.py) and resuming a run folder (runs/folders.py) rename them
+...). Loading a checkpoint (checkpoints/) and resuming a run folder (runs/folders.py) rename them
 here, so old runs load, resume and evaluate as they did."""
 
 from __future__ import annotations
