@@ -1,7 +1,7 @@
 """Building the model from config sections (model.building.build_module): the parts the sections name, the latent
-size checked, and seeds that pair configurations for real: the parts of a model built for a run at one seed (core.rng.stream through
-model.building.build_module) start from the same network weights whatever the prior, and from other weights at
-another seed; building draws nothing from the global RNG."""
+size checked, and seeds that pair configurations for real: the parts of a model built for a run at one seed (each
+on its own stream, core.rng.stream) start from the same network weights whatever the prior, and from other weights
+at another seed; building draws nothing from the global RNG."""
 
 from __future__ import annotations
 
