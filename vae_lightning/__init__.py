@@ -1,7 +1,8 @@
 """vae_lightning: how the latent prior and the KL schedule shape a VAE on MNIST.
 
 Python API: `load_model(run folder or .ckpt)` gives back a trained VAE (checkpoints/). The
-package is laid out by concept (core, model, latent, data, callbacks, evaluation, pictures, runs);
+package is laid out by concept (core, model, checkpoints, latent, data, callbacks,
+evaluation, pictures, runs, explorer, benchmark);
 each subpackage's docstring states its contract and how to add to it. The commands are the modules
 `python -m vae_lightning.<train | evaluate | sample | beta_grid | classifier | report | bench>`.
 """

@@ -158,7 +158,7 @@ def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]
     config of the run being resumed. A group override (`prior=beta`) replaces the whole section,
     a value override (`trainer.max_epochs=30`) one key; everything else stays as the run had it.
     Sections the saved config lacks (added to the project after the run started, e.g. `likelihood`)
-    are today's defaults, which the checkpoint contract assumes for them (runs.checkpoint.DEFAULT_SECTIONS).
+    are today's defaults, which the checkpoint contract assumes for them (checkpoints.contract.DEFAULT_SECTIONS).
     """
     merged = base.copy()
     for section in set(composed) - set(base):
