@@ -14,6 +14,8 @@ Adding a section to what a checkpoint stores: add it to `STORED_SECTIONS`, and t
 value that checkpoints written before it used, so that they still load.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from vae_lightning.checkpoints.contract import (
     CHECKPOINT_KEY,
     MEMBERS_KEY,
@@ -23,16 +25,31 @@ from vae_lightning.checkpoints.contract import (
     check_members,
     stored_sections,
 )
-from vae_lightning.checkpoints.loading import (
-    CKPT_PATH,
-    load_checkpoint,
-    load_model,
-    load_trained,
-    module_from_checkpoint,
-    resolve_checkpoint,
-)
-from vae_lightning.checkpoints.writing import AtomicCheckpointIO
+
+if TYPE_CHECKING:
+    from vae_lightning.checkpoints.loading import (
+        CKPT_PATH,
+        load_checkpoint,
+        load_model,
+        load_trained,
+        module_from_checkpoint,
+        resolve_checkpoint,
+    )
+    from vae_lightning.checkpoints.writing import AtomicCheckpointIO
+
+# Imported on first use: `renames` and `contract` are read by commands' --help paths (run folders), which never pay
+# for torch
+_LAZY = {"CKPT_PATH": "loading", "load_checkpoint": "loading", "load_model": "loading", "load_trained": "loading",
+         "module_from_checkpoint": "loading", "resolve_checkpoint": "loading", "AtomicCheckpointIO": "writing"}
 
 __all__ = ["CHECKPOINT_KEY", "CKPT_PATH", "MEMBERS_KEY", "MUST_MATCH", "STORED_SECTIONS", "AtomicCheckpointIO",
            "check_compatible", "check_members", "load_checkpoint", "load_model", "load_trained",
            "module_from_checkpoint", "resolve_checkpoint", "stored_sections"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"vae_lightning.checkpoints.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'vae_lightning.checkpoints' has no attribute {name!r}")
