@@ -1,7 +1,8 @@
 """vae_lightning: how the latent prior and the KL schedule shape a VAE on MNIST.
 
-Python API: `load_model(run folder or .ckpt)` gives back a trained VAE (runs/checkpoint.py). The
-package is laid out by concept (core, model, latent, data, callbacks, evaluation, pictures, runs);
+Python API: `load_model(run folder or .ckpt)` gives back a trained VAE (checkpoints/). The
+package is laid out by concept (core, model, checkpoints, latent, data, callbacks,
+evaluation, pictures, runs, explorer, benchmark);
 each subpackage's docstring states its contract and how to add to it. The commands are the modules
 `python -m vae_lightning.<train | evaluate | sample | beta_grid | classifier | report | bench>`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vae_lightning.runs.checkpoint import load_model
+    from vae_lightning.checkpoints import load_model
 
 __all__ = ["load_model"]
 __version__ = "0.1.0"
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # imported on first use: a command's `--help` never pays for torch
     if name == "load_model":
-        from vae_lightning.runs.checkpoint import load_model
+        from vae_lightning.checkpoints import load_model
 
         return load_model
     raise AttributeError(f"module 'vae_lightning' has no attribute {name!r}")

@@ -119,7 +119,7 @@ def benchmark(args: Namespace) -> None:
 
     import torch
 
-    from vae_lightning.runs.benchmark import (
+    from vae_lightning.benchmark import (
         NAMES,
         STUDY_EPOCHS,
         Bench,
@@ -180,7 +180,7 @@ def benchmark(args: Namespace) -> None:
 def per_seed_costs(bench: Any, args: Namespace) -> tuple[list[float], dict[int, list[float]]]:
     """Per-seed seconds per epoch of the baseline (two single runs side by side, one thread each) and of each K,
     alternating `--repeats` times."""
-    from vae_lightning.runs.benchmark import baseline_epoch_seconds, member_epoch_seconds
+    from vae_lightning.benchmark import baseline_epoch_seconds, member_epoch_seconds
 
     baseline: list[float] = []
     members: dict[int, list[float]] = {k: [] for k in args.members}

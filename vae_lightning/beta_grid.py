@@ -36,12 +36,12 @@ EXAMPLES = (
 
 def beta_grid(cfg: DictConfig) -> Path:
     """Write the alphas x betas figure of the checkpoint's samples."""
+    from vae_lightning.checkpoints import CKPT_PATH, load_trained, resolve_checkpoint
     from vae_lightning.core.checks import COUNT, OUTPUT, POSITIVE, SEED, check_settings, list_of
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent import BetaPrior
     from vae_lightning.latent.geometry import fixed_uniforms
     from vae_lightning.pictures import decoded_grid, panel_figure, write_png
-    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained, resolve_checkpoint
     from vae_lightning.runs.earlier import PICTURE_KEY, check_picture, picture_record
 
     parameters = list_of(POSITIVE, what="a non-empty list of numbers > 0, e.g. [1,1.1,4]")
@@ -67,7 +67,7 @@ def beta_grid(cfg: DictConfig) -> Path:
 
 
 def main(cfg: DictConfig) -> None:
-    from vae_lightning.runs.console import say
+    from vae_lightning.core.console import say
 
     say("wrote %s", cli.run_task(lambda: beta_grid(cfg)))
 

@@ -110,7 +110,7 @@ def run(main: Callable[[DictConfig], Any], help_text: str, examples: Sequence[st
             example = next((w for e in examples for w in e.split()[3:] if "=" in w and not w.startswith("-")),
                            "key=value")
             fail(f"{flag} is not an option; write overrides as key=value, e.g. {example} (see --help)")
-    from vae_lightning.runs.renames import refuse_renamed
+    from vae_lightning.checkpoints.renames import refuse_renamed
 
     try:
         refuse_renamed(config_name, [a for a in args if not a.startswith("-")])

@@ -62,8 +62,8 @@ def closing_lines(cfg: DictConfig, evaluation: Evaluation) -> list[str]:
 
 
 def main(cfg: DictConfig) -> None:
+    from vae_lightning.core.console import say
     from vae_lightning.evaluation.results import results_markdown
-    from vae_lightning.runs.console import say
     from vae_lightning.runs.evaluation import evaluate_checkpoint
 
     evaluation = cli.run_task(lambda: evaluate_checkpoint(cfg))

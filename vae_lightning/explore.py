@@ -67,6 +67,7 @@ def test_images(cfg: DictConfig) -> Any:
 
 def explore(cfg: DictConfig) -> Path:
     """Write the page of `cfg.ckpt_path` (a run) or of `cfg.sweep` (a multirun folder); returns its path."""
+    from vae_lightning.checkpoints import CKPT_PATH, resolve_checkpoint
     from vae_lightning.core.checks import OUTPUT, SEED, check_settings, list_of
     from vae_lightning.core.errors import UserError
     from vae_lightning.explorer.page import check_replaceable
@@ -78,7 +79,6 @@ def explore(cfg: DictConfig) -> Path:
         write_run_page,
         write_sweep_page,
     )
-    from vae_lightning.runs.checkpoint import CKPT_PATH, resolve_checkpoint
     from vae_lightning.runs.earlier import check_switch
     from vae_lightning.runs.folders import run_dir_of
 
@@ -106,7 +106,7 @@ def explore(cfg: DictConfig) -> Path:
 
 
 def main(cfg: DictConfig) -> None:
-    from vae_lightning.runs.console import say
+    from vae_lightning.core.console import say
 
     path = cli.run_task(lambda: explore(cfg))
     say("wrote %s (%.1f MB): open it in a browser", path, path.stat().st_size / 1e6)

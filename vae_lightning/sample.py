@@ -84,11 +84,11 @@ def chosen_sampler(cfg: DictConfig, module: VAEModule, stored: dict[str, Any]) -
 
 def sample(cfg: DictConfig) -> Path:
     """Write the grid of `cfg.n` draws of the chosen distribution decoded by the checkpoint's model."""
+    from vae_lightning.checkpoints import CKPT_PATH, load_trained, resolve_checkpoint
     from vae_lightning.core.checks import COUNT, OUTPUT, SEED, check_settings
     from vae_lightning.core.memory import FLOAT_BYTES, check_fits
     from vae_lightning.latent.geometry import fixed_noise
     from vae_lightning.pictures import decoded_grid, write_png
-    from vae_lightning.runs.checkpoint import CKPT_PATH, load_trained, resolve_checkpoint
     from vae_lightning.runs.earlier import PICTURE_KEY, check_picture, picture_record
 
     check_settings(cfg, {"ckpt_path": CKPT_PATH, "n": COUNT, "nrow": COUNT, "seed": SEED, "output": OUTPUT})
@@ -104,7 +104,7 @@ def sample(cfg: DictConfig) -> Path:
 
 
 def main(cfg: DictConfig) -> None:
-    from vae_lightning.runs.console import say
+    from vae_lightning.core.console import say
 
     say("wrote %s", cli.run_task(lambda: sample(cfg)))
 

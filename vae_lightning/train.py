@@ -43,14 +43,17 @@ EXAMPLES = (
 
 def main(cfg: DictConfig) -> float | None:
     """Returns the configured `optimized_metric` for Hydra's sweepers (NaN for a failed sweep job)."""
+    from vae_lightning.explorer.sources import write_trained_page
     from vae_lightning.runs import sweep
     from vae_lightning.runs.members import train_any
     from vae_lightning.runs.training import resume_config
 
+    # with explore=true training ends by writing the run's explorer page (explorer/ sits above runs/: given here)
     if sweep.in_multirun():  # a failure is recorded in the job's folder and the sweep goes on
-        metrics = sweep.run_job(lambda: train_any(sweep.continue_own_checkpoint(resume_config(cfg))))
+        metrics = sweep.run_job(lambda: train_any(sweep.continue_own_checkpoint(resume_config(cfg)),
+                                                  write_trained_page))
         return sweep.optimized_value(metrics, cfg.get("optimized_metric"))
-    metrics = cli.run_task(lambda: train_any(resume_config(cfg)))
+    metrics = cli.run_task(lambda: train_any(resume_config(cfg), write_trained_page))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

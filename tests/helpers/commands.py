@@ -129,10 +129,10 @@ def evaluate_cfg(*overrides: str) -> DictConfig:
 def brief_likelihoods(run: Path, data_root: Path) -> dict:
     """evaluate's likelihood suite (ELBO, IWAE k=200, nll_exact up to a 256^2 grid) of a briefly trained run on
     its synthetic test images, called as a library."""
+    from vae_lightning.checkpoints import load_model
     from vae_lightning.core.progress import no_track
     from vae_lightning.evaluation.likelihood import likelihood_metrics
     from vae_lightning.evaluation.settings import EvaluationSettings
-    from vae_lightning.runs.checkpoint import load_model
     from vae_lightning.runs.evaluation import load_test_set
 
     module = load_model(run)

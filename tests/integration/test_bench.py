@@ -9,9 +9,9 @@ import torch
 from helpers.commands import TINY_CLASSIFIER, run_cli, tiny_overrides
 from omegaconf import OmegaConf
 
+from vae_lightning.benchmark import bare_loss, trainer_device
 from vae_lightning.latent import NormalPrior
 from vae_lightning.model import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, VAEModule
-from vae_lightning.runs.benchmark import bare_loss, trainer_device
 
 
 @pytest.mark.parametrize(("encoder", "decoder"), [(MLPEncoder, MLPDecoder), (ConvEncoder, ConvDecoder)],

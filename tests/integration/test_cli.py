@@ -49,7 +49,7 @@ BAD_INPUTS = [
     ("sample", "ckpt_path={run} fitted=foo", "fitted=foo is not an option of fitted: choose one of aggregate,"),
     ("sample", "ckpt_path={run} prior.alpha=2", "prior.alpha=2 is not a key of this command's config"),
     ("sample", "ckpt_path={run} n=0", "n=0 is invalid: must be an integer >= 1"),
-    # spellings renamed when a latent distribution came to be configured once (runs/renames.py)
+    # spellings renamed when a latent distribution came to be configured once (checkpoints/renames.py)
     ("train", "samplers=study_fitted", "samplers=study_fitted is renamed: write sampler_set=study_fitted"),
     ("train", "experiment=beta_4_3", "experiment=beta_4_3 is renamed: write prior=beta_4_3 annealing=linear"),
     ("evaluate", "ckpt_path={run} samplers=study", "samplers=study is renamed: write sampler_set=study"),

@@ -14,8 +14,8 @@ from helpers.commands import QUICK, config_on_searchpath, evaluate_overrides, on
 from PIL import Image
 from torch import Tensor, nn
 
+from vae_lightning.checkpoints import load_model
 from vae_lightning.latent.geometry import fixed_noise
-from vae_lightning.runs.checkpoint import load_model
 
 
 class PoolEncoder(nn.Module):

@@ -14,6 +14,7 @@ from helpers.tables import check_tables
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard.summary import hparams
 
+from vae_lightning.checkpoints import load_model
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.progress import no_track
 from vae_lightning.evaluation.likelihood import likelihood_metrics
@@ -21,7 +22,6 @@ from vae_lightning.evaluation.settings import EvaluationSettings
 from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalPrior, VampPrior
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
-from vae_lightning.runs.checkpoint import load_model
 from vae_lightning.runs.evaluation import evaluate_checkpoint, load_test_set
 from vae_lightning.runs.tracking import event_folder
 

@@ -15,8 +15,8 @@ from helpers import browser
 from helpers.commands import run_cli, train_run
 from omegaconf import OmegaConf
 
+from vae_lightning.checkpoints import load_trained
 from vae_lightning.explorer.sources import load_test_images
-from vae_lightning.runs.checkpoint import load_trained
 
 pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=f"no browser test: {browser.missing()}")
 

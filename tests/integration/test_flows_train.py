@@ -24,8 +24,8 @@ from helpers.commands import train_run as train
 from PIL import Image
 
 from vae_lightning.callbacks.non_finite_guard import first_non_finite
+from vae_lightning.checkpoints import load_checkpoint, load_model
 from vae_lightning.latent.geometry import fixed_noise
-from vae_lightning.runs.checkpoint import load_checkpoint, load_model
 
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false"]
 STEPS = 8  # of conftest's flow_run too

@@ -18,8 +18,8 @@ from helpers.commands import (
 )
 from PIL import Image
 
+from vae_lightning.checkpoints import load_model
 from vae_lightning.latent.geometry import fixed_noise
-from vae_lightning.runs.checkpoint import load_model
 
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "test=false"]
 

@@ -11,9 +11,9 @@ import torch
 from helpers.commands import assert_same_weights, run_cli, tiny_overrides, train_run
 from omegaconf import OmegaConf
 
+from vae_lightning.checkpoints import load_model
 from vae_lightning.model import ContinuousBernoulli, ConvDecoder, ConvEncoder, GatedDense
 from vae_lightning.runs import sweep
-from vae_lightning.runs.checkpoint import load_model
 
 FEW_STEPS = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", "~callbacks.prior_grid"]
 PRIOR_LABELS = {"normal": "N(0, 1²)", "mog": "MoG(10)", "vamp": "Vamp(500)"}

@@ -24,8 +24,8 @@ from helpers.commands import (
 from omegaconf import OmegaConf
 
 from vae_lightning import load_model
-from vae_lightning.runs.checkpoint import CHECKPOINT_KEY
-from vae_lightning.runs.renames import upgrade_config
+from vae_lightning.checkpoints import CHECKPOINT_KEY
+from vae_lightning.checkpoints.renames import upgrade_config
 
 OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "old_run"
 # the old run's own settings, as it was made

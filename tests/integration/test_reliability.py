@@ -28,10 +28,10 @@ from helpers.data import N_TRAIN, make_mnist_root, synthetic_digits, write_idx
 
 from vae_lightning.callbacks import LastCheckpoint, NonFiniteGuard
 from vae_lightning.callbacks.non_finite_guard import first_non_finite
+from vae_lightning.checkpoints import load_checkpoint, load_model
+from vae_lightning.checkpoints.writing import AtomicCheckpointIO
 from vae_lightning.core.errors import NonFiniteError, ParameterError, WriteFailed
 from vae_lightning.data.batches import EpochShuffle
-from vae_lightning.runs.checkpoint import load_checkpoint, load_model
-from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
 from vae_lightning.runs.folders import PROJECT_ROOT
 
 INSTRUMENTED = Path(__file__).resolve().parents[1] / "helpers" / "instrumented_train.py"

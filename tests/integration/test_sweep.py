@@ -26,12 +26,12 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 import vae_lightning.report as report_command
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.data.batches import EpochShuffle
+from vae_lightning.model.building import build_module
 from vae_lightning.reporting import figures
 from vae_lightning.reporting.writer import write_report
 from vae_lightning.runs import sweep
 from vae_lightning.runs import threads as parallelism
 from vae_lightning.runs import tracking as hparams
-from vae_lightning.runs.checkpoint import build_module
 from vae_lightning.runs.folders import CONF_DIR
 from vae_lightning.runs.tracking import event_folder
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers.commands import only_run, run_cli, scalars, tiny_overrides
 
+from vae_lightning.checkpoints import CHECKPOINT_KEY
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
-from vae_lightning.runs.checkpoint import CHECKPOINT_KEY
 from vae_lightning.runs.tracking import event_folder
 from vae_lightning.runs.training import train
 
@@ -103,7 +103,7 @@ def test_missing_data_is_one_clear_error(tmp_path):
 
 
 def test_checkpoint_rebuilds_the_trained_module_without_data(mnist_root, tmp_path):
-    from vae_lightning.runs.checkpoint import load_model
+    from vae_lightning.checkpoints import load_model
 
     assert run_cli("vae_lightning.train", *tiny_overrides(mnist_root, tmp_path), "trainer.max_epochs=1",
                    "test=false", "prior=gaussian").returncode == 0

@@ -28,11 +28,12 @@ def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return [n for n in ast.walk(tree) if id(n) not in skipped]
 
 
-def imports(path: Path) -> set[str]:
+def imports(path: Path, type_checking: bool = False) -> set[str]:
     """The vae_lightning modules a file imports at run time, at its top or inside functions (deferred imports
-    count; imports for type annotations only do not)."""
+    count; imports for type annotations only do not, unless `type_checking`)."""
     found: set[str] = set()
-    for node in runtime_nodes(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree) if type_checking else runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("vae_lightning")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vae_lightning"):
@@ -87,6 +88,25 @@ def test_module_imports_have_no_cycles():
     for name in sorted(GRAPH):
         if name not in state:
             visit(name, [])
+
+
+# Walls between floors, counting imports under TYPE_CHECKING: (importer prefix, imported prefix) pairs that must not
+# occur. The checkpoint contract sits right above the model, the callbacks below the runs, the explorer above them.
+WALLS = [("vae_lightning.callbacks", "vae_lightning.runs"), ("vae_lightning.latent", "vae_lightning.model"),
+         ("vae_lightning.checkpoints", "vae_lightning.runs"), ("vae_lightning.checkpoints", "vae_lightning.callbacks"),
+         ("vae_lightning.model", "vae_lightning.checkpoints"), ("vae_lightning.runs", "vae_lightning.explorer"),
+         ("vae_lightning.runs", "vae_lightning.benchmark")]
+# The one crossing left on this branch: runs.tracking moves to tracking/ (below callbacks) on the trackers branch;
+# drop it from here when the two merge
+CROSSING_UNTIL_TRACKING_MOVES = {"vae_lightning.runs.tracking"}
+
+
+@pytest.mark.parametrize(("lower", "higher"), WALLS, ids=[f"{a[14:]}-{b[14:]}" for a, b in WALLS])
+def test_a_lower_floor_imports_nothing_above_it_not_even_for_type_checking(lower, higher):
+    crossing = {name: sorted(d for d in imports(path, type_checking=True)
+                             if d.startswith(higher) and d not in CROSSING_UNTIL_TRACKING_MOVES)
+                for name, path in MODULES.items() if name.startswith(lower)}
+    assert {name: deps for name, deps in crossing.items() if deps} == {}
 
 
 def test_only_the_logging_module_touches_tensorboards_private_writer():

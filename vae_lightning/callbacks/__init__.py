@@ -1,10 +1,13 @@
-"""Lightning callbacks, one per file. Four are part of what a checkpoint means and always installed by
-`runs.training`: `KLAnnealing` (the KL weight of every step, its schedule's state in the checkpoint),
-`RunConfig` (the config sections that define the model), `RandomState` (the RNG state) and
-`NonFiniteGuard` (no NaN/inf in the loss or a saved checkpoint). The others are chosen by the
-`callbacks` config group (conf/callbacks/): `PriorGrid` (the study's pictures), `Diagnostics`
-(posterior collapse), `LastCheckpoint` (last.ckpt between epochs, a clean stop on signals), `ProgressBar`
-(the short training bar), and the benchmark's `EpochTimer`.
+"""Lightning callbacks, one per file, every one chosen by the `callbacks` config group (conf/callbacks/). Four make
+a checkpoint what it is and come first in both sets (`default`, and `none`: no optional callback): `KLAnnealing`
+(the KL weight of every step, its schedule's state in the checkpoint), `RunConfig` (the config sections that define
+the model), `RandomState` (the RNG state) and `NonFiniteGuard` (no NaN/inf in the loss or a saved checkpoint).
+Training gives KLAnnealing its schedule and RunConfig its sections after the config chose them, and refuses a run
+without either in one line (runs.training.build_callbacks); without RandomState a resume is not bit-identical,
+without NonFiniteGuard nothing stops a NaN loss. The optional ones: `PriorGrid` (the study's pictures),
+`Diagnostics` (posterior collapse), `LastCheckpoint` (last.ckpt between epochs, a clean stop on signals),
+`ProgressBar` (the short training bar), and the benchmark's `EpochTimer`. Callbacks reach checkpoints through
+checkpoints/ and never import runs/.
 
 Adding a callback: a file here with one `lightning.pytorch.callbacks.Callback`, exported below, and
 an entry under `callbacks:` in a conf/callbacks/ file (`_target_: vae_lightning.callbacks.<Class>`).

@@ -1,5 +1,6 @@
 """The KL weight of every training step, from the configured schedule (model.annealing) and the
-global step; part of what a checkpoint means (`runs.training` always installs it)."""
+global step; part of what a checkpoint means. Chosen in conf/callbacks/ like every callback; training gives it the
+schedule built from `annealing` and refuses a run without it."""
 
 from __future__ import annotations
 

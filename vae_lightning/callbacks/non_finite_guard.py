@@ -1,5 +1,5 @@
 """A guard against NaN and inf: training stops at the first non-finite loss, and no checkpoint with
-non-finite weights is written (part of what a checkpoint means: `runs.training` always installs it)."""
+non-finite weights is written (part of what a checkpoint means: chosen first in conf/callbacks/)."""
 
 from __future__ import annotations
 

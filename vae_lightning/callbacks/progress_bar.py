@@ -41,7 +41,7 @@ class ProgressBar(TQDMProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self.lines and trainer.is_global_zero:
-            from vae_lightning.runs.console import say
+            from vae_lightning.core.console import say
 
             values = ", ".join(f"{name} {value}" for name, value in self.get_metrics(trainer, pl_module).items())
             epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""

@@ -1,5 +1,5 @@
-"""The global RNG state in every checkpoint, restored on resume (part of what a checkpoint means:
-`runs.training` always installs it)."""
+"""The global RNG state in every checkpoint, restored on resume (part of what a checkpoint means: chosen
+first in conf/callbacks/; without it a resume is not bit-identical)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Where a page's runs come from: a checkpoint's test images (its own data config, read from a data root), the
-finished runs of a multirun folder with their configuration and seed, and the lines that describe a run."""
+finished runs of a multirun folder with their configuration and seed, and the lines that describe a run; the page
+that training writes into its run folder (`write_trained_page`, which the train command hands to training)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from vae_lightning.checkpoints import load_trained
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import Check
 from vae_lightning.core.errors import UserError
@@ -20,7 +22,6 @@ from vae_lightning.explorer.view import PageSettings, check_memory, run_view
 from vae_lightning.latent import LatentDistribution
 from vae_lightning.latent.sampler_sets import build_samplers
 from vae_lightning.model import VAEModule
-from vae_lightning.runs.checkpoint import load_trained
 from vae_lightning.runs.folders import configuration, split_override, swept_keys
 from vae_lightning.runs.sweep import job_dirs, read_status
 
@@ -68,6 +69,19 @@ def checkpoint_view(checkpoint: Path, samplers: Mapping[str, Any], settings: Pag
     drawn = [s for s in build_samplers(samplers, module.latent_dim, module.prior)
              if type(s).fit is LatentDistribution.fit]
     return run_view(module, images, labels, drawn, settings, title, describe(module, stored, step))
+
+
+def write_trained_page(output: Path, cfg: Any, datamodule: Any) -> Path | None:
+    """`<run>/explore.html`, the page of a run's last checkpoint just after training (as `python -m
+    vae_lightning.explore ckpt_path=<run>` writes it, from the test images already in memory); None for a run
+    without a last checkpoint (debug=fdr) or with a 1-D latent."""
+    last = output / "checkpoints" / "last.ckpt"
+    if not last.is_file() or cfg.model.latent_dim < 2:  # no plane to show in a 1-D latent
+        return None
+    settings = PageSettings()
+    test = datamodule.splits["test"]
+    images = (test.images[: settings.n_points].unsqueeze(1).float().div(255), test.labels[: settings.n_points])
+    return write_run_page(output, last, cfg.get("samplers") or {}, settings, lambda _: images, output / PAGE_NAME)
 
 
 def write_run_page(run: Path, checkpoint: Path, samplers: Mapping[str, Any], settings: PageSettings,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -24,16 +23,14 @@ from vae_lightning.core.rng import generator_seed, seeded
 from vae_lightning.latent.base import Images, LatentDistribution, images_of
 from vae_lightning.latent.flow import check_flow, flow_sample, make_flow
 from vae_lightning.latent.mixture import pick_components
-
-if TYPE_CHECKING:
-    from vae_lightning.model import VAEModule
+from vae_lightning.latent.trained import TrainedModel
 
 # Training images used by a fitted sampler: null (all of them) or a count
 MAX_IMAGES = COUNT.or_null("all training images")
 
 
 @torch.no_grad()
-def encode_all(module: VAEModule, images: Tensor, batch_size: int = 1000) -> Tensor:
+def encode_all(module: TrainedModel, images: Tensor, batch_size: int = 1000) -> Tensor:
     """Encoder outputs [N, 2 * latent_dim] of uint8 (or [0, 1] float) images [N, (1,) 28, 28], in batches
     on the module's device, kept there."""
     device = next(module.parameters()).device
@@ -57,7 +54,7 @@ class _FittedSampler(LatentDistribution):
             raise RuntimeError(f"{type(self).__name__} draws only after fit(module, training images)")
         return self.__dict__["_prior"]
 
-    def _fit_model(self, module: VAEModule) -> None:
+    def _fit_model(self, module: TrainedModel) -> None:
         Check(lambda d: d == module.latent_dim, f"the model's latent size ({module.latent_dim})").check(
             "latent_dim", self.latent_dim)
         self.__dict__["_prior"] = module.prior
@@ -89,7 +86,7 @@ class AggregatePosterior(_FittedSampler):
     def label(self) -> str:
         return "aggregate q(z)"
 
-    def fit(self, module: VAEModule, images: Images) -> AggregatePosterior:
+    def fit(self, module: TrainedModel, images: Images) -> AggregatePosterior:
         self._fit_model(module)
         self.params = encode_all(module, images_of(images)[: self.max_images])
         return self
@@ -133,7 +130,7 @@ class PosteriorGMM(_FittedSampler):
     def label(self) -> str:
         return f"GMM({self.n_components}) on q means"
 
-    def fit(self, module: VAEModule, images: Images) -> PosteriorGMM:
+    def fit(self, module: TrainedModel, images: Images) -> PosteriorGMM:
         from sklearn.mixture import GaussianMixture  # scikit-learn is slow to import: only when fitting
 
         self._fit_model(module)
@@ -201,7 +198,7 @@ class PosteriorFlow(_FittedSampler):
     def label(self) -> str:
         return f"Flow({self.kind}, {self.transforms}) on q(z)"
 
-    def fit(self, module: VAEModule, images: Images) -> PosteriorFlow:
+    def fit(self, module: TrainedModel, images: Images) -> PosteriorFlow:
         self._fit_model(module)
         q = self.posterior(encode_all(module, images_of(images)[: self.max_images]))
         with seeded(self.seed, q.mean.device), torch.enable_grad():

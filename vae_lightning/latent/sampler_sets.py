@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,9 +20,7 @@ from torch.distributions import Distribution
 from vae_lightning.core.building import build
 from vae_lightning.core.errors import UserError
 from vae_lightning.latent.base import Images, LatentDistribution, images_of
-
-if TYPE_CHECKING:
-    from vae_lightning.model import VAEModule
+from vae_lightning.latent.trained import TrainedModel
 
 
 def _parameters(dist: Distribution) -> dict[str, Tensor]:
@@ -64,7 +62,7 @@ def build_samplers(configs: Mapping[str, Any], latent_dim: int,
     return samplers
 
 
-def fit_samplers(samplers: list[LatentDistribution], module: VAEModule, images: Images,
+def fit_samplers(samplers: list[LatentDistribution], module: TrainedModel, images: Images,
                  timings: dict[str, float] | None = None) -> list[LatentDistribution]:
     """Fit every sampler to the trained `module` (a no-op for all but the fitted ones), on the module's
     device. The training images are read once, when the first sampler asks for them; `timings` gets

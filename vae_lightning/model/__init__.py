@@ -12,6 +12,8 @@ serves any prior and any likelihood.
   `latent_dim` and a `label`.
 - `likelihoods`: one object turns decoder output and images into log p(x|z) per image and into the mean
   image to draw; the loss, IWAE, exact NLL and pictures all use it.
+- `building.build_module`: the (untrained) VAE from config sections (a command's config or a checkpoint's),
+  each part on its own stream of the seed; training, the benchmark and loading a checkpoint all build it here.
 - `annealing`: KL-weight schedules, plain functions of training progress (the callback
   `callbacks.KLAnnealing` applies them at every step).
 

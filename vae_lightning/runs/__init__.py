@@ -1,8 +1,6 @@
-"""Runs: what makes a training run something to resume, sweep, track and trust.
+"""Runs: what makes a training run something to resume, sweep, track and trust (the checkpoint contract they
+rely on is checkpoints/, below them; the explorer and the benchmark sit above them).
 
-- `checkpoint`: the checkpoint contract (the config sections a checkpoint stores, those that must match
-  to resume it, building the model from them, `load_model`; old checkpoints' class names upgraded);
-- `checkpoint_io`: checkpoints written atomically;
 - `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
   resuming with the run's own config plus the command's overrides; the folders a failed command made (and may
   remove), and a trained run never replaced unasked (`overwrite=true` moves it aside);
@@ -17,6 +15,6 @@
 - `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
 - `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers: TensorBoard, CSV,
   MLflow) and the CSV and MLflow loggers that a run folder continues across resumes and evaluations;
-- `training`: the train function itself, which puts callbacks and these policies together (the top of
-  the library with `members`, which trains K seeds with it; `train` and `bench` call them).
+- `training`: the train function itself, which builds the callbacks the config chose and puts them together with
+  these policies (the top of the runs with `members`, which trains K seeds with it; `train` and `bench` call them).
 """

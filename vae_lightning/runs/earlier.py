@@ -74,7 +74,7 @@ def checkpoint_state(ckpt_path: str | Path) -> tuple[str, int]:
     """The checkpoint file a `ckpt_path` means (absolute) and its global step."""
     import torch
 
-    from vae_lightning.runs.checkpoint import resolve_checkpoint
+    from vae_lightning.checkpoints import resolve_checkpoint
 
     ckpt = resolve_checkpoint(ckpt_path)
     step = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0)

@@ -32,6 +32,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from vae_lightning.checkpoints import (
+    CHECKPOINT_KEY,
+    CKPT_PATH,
+    load_checkpoint,
+    module_from_checkpoint,
+    resolve_checkpoint,
+)
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import (
     COUNT,
@@ -60,13 +67,6 @@ from vae_lightning.evaluation.results import Evaluation, results_markdown, save_
 from vae_lightning.evaluation.settings import IWAE_K, EvaluationSettings
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
-from vae_lightning.runs.checkpoint import (
-    CHECKPOINT_KEY,
-    CKPT_PATH,
-    load_checkpoint,
-    module_from_checkpoint,
-    resolve_checkpoint,
-)
 from vae_lightning.runs.earlier import refuse_replacing
 from vae_lightning.runs.folders import run_dir_of
 from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers

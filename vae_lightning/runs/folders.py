@@ -20,10 +20,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning.checkpoints.renames import refuse_renamed, upgrade_config
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.lock import check_free, other_rank
-from vae_lightning.runs.renames import refuse_renamed, upgrade_config
 
 RESUME_PREFIX = "resume_"
 SEED = "seed"
@@ -158,7 +158,7 @@ def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]
     config of the run being resumed. A group override (`prior=beta`) replaces the whole section,
     a value override (`trainer.max_epochs=30`) one key; everything else stays as the run had it.
     Sections the saved config lacks (added to the project after the run started, e.g. `likelihood`)
-    are today's defaults, which the checkpoint contract assumes for them (runs.checkpoint.DEFAULT_SECTIONS).
+    are today's defaults, which the checkpoint contract assumes for them (checkpoints.contract.DEFAULT_SECTIONS).
     """
     merged = base.copy()
     for section in set(composed) - set(base):

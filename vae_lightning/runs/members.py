@@ -39,32 +39,35 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae_lightning.callbacks import Diagnostics, KLAnnealing, NonFiniteGuard, RandomState, RunConfig
+from vae_lightning.callbacks import Diagnostics, KLAnnealing
+from vae_lightning.checkpoints import (
+    CHECKPOINT_KEY,
+    MEMBERS_KEY,
+    AtomicCheckpointIO,
+    check_compatible,
+    check_members,
+    load_checkpoint,
+    stored_sections,
+)
+from vae_lightning.core import console
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, check_settings
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.core.files import write_atomically
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
+from vae_lightning.model.building import build_module
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.model.members import MemberStack
 from vae_lightning.model.vae import VAEModule
 from vae_lightning.pictures.grids import image_grid, reconstruction_grid
-from vae_lightning.runs import console, slurm, sweep, threads, tracking
-from vae_lightning.runs.checkpoint import (
-    CHECKPOINT_KEY,
-    MEMBERS_KEY,
-    STORED_SECTIONS,
-    build_module,
-    check_compatible,
-    check_members,
-    load_checkpoint,
-)
-from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
+from vae_lightning.runs import slurm, sweep, threads, tracking
 from vae_lightning.runs.folders import SEED as SEED_KEY
 from vae_lightning.runs.folders import split_override
 from vae_lightning.runs.lock import other_rank, run_lock
 from vae_lightning.runs.training import (
     TRAINER_SETTINGS,
+    PageWriter,
+    build_callbacks,
     machine_faults,
     run_line,
     shown,
@@ -77,13 +80,17 @@ log = logging.getLogger(__name__)
 # the posterior-collapse diagnostics; the pictures (prior_grid) are drawn once, at the end (`sample` and `evaluate`
 # on a member make the rest)
 REPLACED_CALLBACKS = ("prior_grid", "diagnostics", "model_checkpoint")
-# Callbacks that never look inside the model (checkpoint timing and signals, the bar, the benchmark's clock): kept
-KEPT_CALLBACKS = ("last_checkpoint", "progress_bar", "bench_timer")
+# Callbacks kept as they are: those of the whole run (the KL schedule, the stored config, the RNG state, the
+# non-finite guard: of the stacked model as a whole) and those that never look inside the model (checkpoint timing
+# and signals, the bar, the benchmark's clock)
+KEPT_CALLBACKS = ("kl_annealing", "run_config", "random_state", "non_finite_guard", "last_checkpoint",
+                  "progress_bar", "bench_timer")
 
 
-def train_any(cfg: DictConfig) -> dict[str, float]:
-    """What `python -m vae_lightning.train` runs: `runs.training.train`, or with `seeds` set the K-member run."""
-    return train(cfg) if cfg.get("seeds") is None else train_members(cfg)
+def train_any(cfg: DictConfig, page: PageWriter | None = None) -> dict[str, float]:
+    """What `python -m vae_lightning.train` runs: `runs.training.train` (with the page writer `page`), or with
+    `seeds` set the K-member run (whose members' pages `explore sweep=<run>` writes)."""
+    return train(cfg, page) if cfg.get("seeds") is None else train_members(cfg)
 
 
 def member_folder(run: Path, seed: int) -> Path:
@@ -277,8 +284,8 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
                   else cfg.trainer.get("default_root_dir") or Path.cwd())
     folders = [member_folder(output, s) for s in seeds]
     configs = [member_config(cfg, s, f) for s, f in zip(seeds, folders, strict=True)]
-    stored = [{s: OmegaConf.to_container(c[s], resolve=True) for s in STORED_SECTIONS} for c in configs]
-    group_stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
+    stored = [stored_sections(c) for c in configs]
+    group_stored = stored_sections(cfg)
     for node in (cfg.get("logger") or {}).values():  # a tracker whose package is missing is bad input
         if node is not None:
             build(node, "logger")
@@ -301,17 +308,16 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
         with nullcontext() if other_rank() else writer:
             loggers = [start_member_folder(folder, member, seed)
                        for seed, folder, member in zip(seeds, folders, configs, strict=True)]
-            annealing = KLAnnealing(build(cfg.annealing, "annealing"))
+            kept = build_callbacks(cfg, group_stored, keep=lambda name: name in KEPT_CALLBACKS)
+            annealing = next(c for c in kept if isinstance(c, KLAnnealing))
             diagnostics = [build(c.callbacks.diagnostics, "callbacks.diagnostics") for c in configs] \
                 if (cfg.get("callbacks") or {}).get("diagnostics") is not None else None
             members = MemberRuns(stack, folders, loggers, stored, diagnostics, datamodule.splits["val"].images)
-            kept = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()
-                    if c is not None and k in KEPT_CALLBACKS]
             # the stacked last.ckpt after every epoch (ModelCheckpoint's save_last alone, with no top-k to keep, would
             # only save at the end of training); each member's last and best are written by MemberRuns
             saver = ModelCheckpoint(dirpath=output / "checkpoints", filename="last", monitor=None, save_top_k=1,
                                     save_last=False, enable_version_counter=False)
-            callbacks = [annealing, RunConfig(group_stored), RandomState(), NonFiniteGuard(), members, saver, *kept]
+            callbacks = [*kept, members, saver]
             trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=False,
                             plugins=[AtomicCheckpointIO(), *slurm.cluster_plugins()])
             threads.check_strategy(trainer)

@@ -213,7 +213,7 @@ class SweepSummary(Callback):
         statuses = {job.name: read_status(job) for job in jobs}
         stopped = {name: s for name, s in statuses.items() if s is not None and s["status"] in ("failed", "cancelled")}
         cancelled = sum(s["status"] == "cancelled" for s in stopped.values())
-        from vae_lightning.runs.console import say
+        from vae_lightning.core.console import say
 
         say("sweep done: %d jobs, %d failed%s; its report: python -m vae_lightning.report %s; its runs side by "
             "side: tensorboard --logdir %s; its latent spaces: python -m vae_lightning.explore sweep=%s", len(jobs),

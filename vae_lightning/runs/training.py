@@ -3,8 +3,9 @@ too): build data, model, KL schedule, callbacks, loggers and Trainer from the co
 then test the best checkpoint. Resuming a run folder's checkpoint uses that run's own saved config
 plus the command's overrides (`resume_config`).
 
-This module sits at the top of the library: it puts the callbacks (callbacks/) and the run policies
-(runs/) together.
+This module sits at the top of the runs: it puts the callbacks (callbacks/, every one chosen in
+conf/callbacks/) and the run policies (runs/) together. What comes after training on a floor above it (the
+explorer's page of the run) is passed in by the train command (`train(cfg, page)`).
 """
 
 from __future__ import annotations
@@ -19,32 +20,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
 from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
-from vae_lightning.core import rng
+from vae_lightning.callbacks import KLAnnealing, RunConfig
+from vae_lightning.checkpoints import CKPT_PATH, AtomicCheckpointIO, check_compatible, load_checkpoint, stored_sections
+from vae_lightning.core import console, rng
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
-from vae_lightning.core.errors import ResourcesExhausted, WriteFailed
+from vae_lightning.core.errors import ResourcesExhausted, UserError, WriteFailed
 from vae_lightning.core.files import EXHAUSTED, causes, resource_error
-from vae_lightning.explorer import PageSettings
-from vae_lightning.explorer.sources import PAGE_NAME, write_run_page
+from vae_lightning.model.building import build_module
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import console, slurm, sweep, threads, tracking
-from vae_lightning.runs.checkpoint import (
-    CKPT_PATH,
-    STORED_SECTIONS,
-    build_module,
-    check_compatible,
-    load_checkpoint,
-)
-from vae_lightning.runs.checkpoint_io import AtomicCheckpointIO
-from vae_lightning.runs.folders import apply_overrides, latest_run_config, run_dir_of
+from vae_lightning.runs import slurm, sweep, threads, tracking
+from vae_lightning.runs.folders import CONF_DIR, apply_overrides, latest_run_config, run_dir_of
 from vae_lightning.runs.lock import other_rank, run_lock
 
 log = logging.getLogger(__name__)
@@ -71,6 +67,15 @@ TRAINER_SETTINGS: dict[str, Check] = {
     "ckpt_path": CKPT_PATH.or_null("a new run"),
     "explore": Check(lambda v: isinstance(v, bool), "true or false"),
 }
+# What comes after training on a floor above the runs: (run folder, config, data module) -> the page written, if
+# any (the train command passes the explorer's, explorer.sources.write_trained_page)
+PageWriter = Callable[[Path, DictConfig, L.LightningDataModule], "Path | None"]
+# The callbacks every run needs, with why: a run without one is refused in one line (conf/callbacks/none.yaml, the
+# set without any optional callback, keeps them). The others may be removed (`callbacks.<name>=null`).
+REQUIRED_CALLBACKS: dict[type[Callback], tuple[str, str]] = {
+    KLAnnealing: ("kl_annealing", "the KL weight of every step is part of the objective"),
+    RunConfig: ("run_config", "a checkpoint without the config sections that define its model cannot be loaded"),
+}
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -85,14 +90,58 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         return cfg
     hydra_cfg = HydraConfig.get()
     this_resume = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
-    merged = apply_overrides(latest_run_config(run, exclude=this_resume), cfg, list(hydra_cfg.overrides.task))
+    merged = apply_overrides(with_checkpoint_callbacks(latest_run_config(run, exclude=this_resume)), cfg,
+                             list(hydra_cfg.overrides.task))
     OmegaConf.save(merged, this_resume / "config.yaml")
     log.info("Resuming %s from %s with its own config", run, cfg.ckpt_path)
     return merged
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) as `cfg` says; returns the final callback metrics as floats.
+def with_checkpoint_callbacks(saved: DictConfig) -> DictConfig:
+    """A run folder's saved config, with the callbacks of conf/callbacks/none.yaml put first when it has no
+    `callbacks.kl_annealing` (a config written before those callbacks were chosen in YAML, when training built
+    them itself), so that it resumes with the callbacks it was trained with, in the same order."""
+    callbacks = saved.get("callbacks")
+    if callbacks is None or "kl_annealing" in callbacks:
+        return saved
+    saved.callbacks = {**OmegaConf.load(CONF_DIR / "callbacks" / "none.yaml"), **callbacks}
+    return saved
+
+
+def build_callbacks(cfg: DictConfig, stored: dict[str, Any], keep: Callable[[str], bool] = lambda _: True,
+                    ) -> list[Callback]:
+    """The callbacks of `cfg.callbacks` (conf/callbacks/) whose name `keep` accepts, in their order. Two get what
+    only the run knows, once the config chose them: KLAnnealing the schedule built from `annealing` (an argument),
+    RunConfig the config sections a checkpoint stores (`stored`, set on it after it is built). One of
+    REQUIRED_CALLBACKS missing: a one-line UserError."""
+    schedule = build(cfg.annealing, "annealing")
+    callbacks = []
+    with rng.stream(cfg.seed, "callbacks"):  # samplers that pictures draw (a flow's weights) shift no other stream
+        for name, node in (cfg.get("callbacks") or {}).items():
+            if node is not None and keep(name):
+                args = {"schedule": schedule} if _builds(node, KLAnnealing) else {}
+                callbacks.append(build(node, f"callbacks.{name}", **args))
+    for callback in callbacks:
+        if isinstance(callback, RunConfig):
+            callback.sections = stored
+    for cls, (name, why) in REQUIRED_CALLBACKS.items():
+        if not any(isinstance(c, cls) for c in callbacks):
+            raise UserError(f"the callbacks lack {cls.__name__} ({why}): put back callbacks.{name} "
+                            "(conf/callbacks/none.yaml has it), or use callbacks=none for no optional callbacks")
+    return callbacks
+
+
+def _builds(node: Any, cls: type) -> bool:
+    """Whether a config node's `_target_` is `cls` or a subclass of it."""
+    try:
+        return issubclass(get_class(node["_target_"]), cls)
+    except Exception:  # noqa: BLE001 - no or a bad _target_: building it says what is wrong
+        return False
+
+
+def train(cfg: DictConfig, page: PageWriter | None = None) -> dict[str, float]:
+    """Fit (and test) as `cfg` says; returns the final callback metrics as floats. With `cfg.explore`, `page` writes
+    the run's page after training (the train command gives the explorer's).
 
     Everything the user can get wrong is checked before the trainer exists and anything is
     written: the Trainer's settings (TRAINER_SETTINGS), the checkpoint file, every parameter
@@ -103,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     console.quiet_warnings(console.is_verbose(cfg.get("verbose")))
     check_settings(cfg, TRAINER_SETTINGS)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    stored = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in STORED_SECTIONS}
+    stored = stored_sections(cfg)
     # first: a logger whose package is missing (logger=mlflow without the extra) is bad input too
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
 
@@ -111,11 +160,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     module = build_module(cfg, seed=cfg.seed)
-    # RandomState and NonFiniteGuard are part of what a checkpoint means, like the KL schedule
-    annealing = KLAnnealing(build(cfg.annealing, "annealing"))
-    callbacks = [annealing, RunConfig(stored), RandomState(), NonFiniteGuard()]
-    with rng.stream(cfg.seed, "callbacks"):  # samplers that pictures draw (a flow's weights) shift no other stream
-        callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    callbacks = build_callbacks(cfg, stored)
+    annealing = next(c for c in callbacks if isinstance(c, KLAnnealing))
     check_targets(module.likelihood, datamodule.binarize)
     if checkpoint is not None:
         check_compatible(checkpoint, stored, cfg.ckpt_path)
@@ -151,8 +197,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                               cfg.get("seed"))
             tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            page = explorer_page(output, cfg, datamodule) if cfg.get("explore") and not other_rank() else None
-            for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg, page):
+            written = page(output, cfg, datamodule) if page and cfg.get("explore") and not other_rank() else None
+            for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg, written):
                 console.say("%s", line)
             return metrics
 
@@ -249,19 +295,6 @@ def saved_step(checkpoint: Path) -> int | str:
         return int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
     except Exception:  # noqa: BLE001 - a line about another error must not fail
         return "unknown"
-
-
-def explorer_page(output: Path, cfg: DictConfig, datamodule: L.LightningDataModule) -> Path | None:
-    """`<run>/explore.html`, the explorer's page of the run's last checkpoint (as `python -m vae_lightning.explore
-    ckpt_path=<run>` writes it, from the test images already in memory); None for a run without a last checkpoint
-    (debug=fdr) or with a 1-D latent."""
-    last = output / "checkpoints" / "last.ckpt"
-    if not last.is_file() or cfg.model.latent_dim < 2:  # no plane to show in a 1-D latent
-        return None
-    settings = PageSettings()
-    test = datamodule.splits["test"]
-    images = (test.images[: settings.n_points].unsqueeze(1).float().div(255), test.labels[: settings.n_points])
-    return write_run_page(output, last, cfg.get("samplers") or {}, settings, lambda _: images, output / PAGE_NAME)
 
 
 def shown(path: Path | str) -> str:

@@ -9,10 +9,10 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.distributions import ContinuousBernoulli as TorchCB
 
+from vae_lightning.checkpoints import CHECKPOINT_KEY, check_compatible, load_checkpoint, module_from_checkpoint
 from vae_lightning.core.errors import UserError
 from vae_lightning.latent import NormalPrior
 from vae_lightning.model import Bernoulli, ContinuousBernoulli, MLPDecoder, MLPEncoder, VAEModule
-from vae_lightning.runs.checkpoint import CHECKPOINT_KEY, check_compatible, load_checkpoint, module_from_checkpoint
 from vae_lightning.runs.folders import apply_overrides
 
 F64 = torch.float64

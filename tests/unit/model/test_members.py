@@ -10,9 +10,9 @@ from helpers.commands import compose_plain
 
 from vae_lightning.core.errors import ParameterError
 from vae_lightning.data.batches import EpochShuffle, MemberShuffle
+from vae_lightning.model.building import build_module
 from vae_lightning.model.members import MemberStack
 from vae_lightning.runs import members as runs_members
-from vae_lightning.runs.checkpoint import build_module
 
 SEEDS = [0, 5, 9]
 # every network family and every kind of prior: analytic KL (normal, beta), mixtures, the VampPrior (the prior

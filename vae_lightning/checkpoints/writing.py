@@ -1,5 +1,5 @@
 """How checkpoints reach the disk: atomically (`AtomicCheckpointIO`, a Lightning checkpoint-IO plugin
-that `runs.training` always installs)."""
+that training always installs)."""
 
 from __future__ import annotations
 

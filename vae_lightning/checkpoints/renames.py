@@ -3,7 +3,7 @@
 Classes that moved: checkpoints and run folders written before the package was laid out by concept
 name their classes by their old homes (`vae_lightning.priors.BetaPrior`, `vae_lightning.module.VAEModule`,
 ...), and repeat the model's latent size in their prior (`prior.latent_dim`, now passed in by the code that
-builds the prior). Loading a checkpoint (runs/checkpoint.py) and resuming a run folder (runs/folders.py)
+builds the prior). Loading a checkpoint (checkpoints/) and resuming a run folder (runs/folders.py)
 upgrade them here (`upgrade_config`), so old runs load, resume and evaluate as they did.
 
 Override spellings that were renamed (`samplers=study_fitted` is now `sampler_set=study_fitted`, ...): a
@@ -36,7 +36,7 @@ MOVED_TARGETS = {
 def upgrade_config(tree: Any) -> Any:
     """A run's config (or a checkpoint's stored sections) as written today: classes at their homes now
     (`upgrade_targets`) and no `prior.latent_dim` (the model's latent size, which building the prior passes
-    in: runs/checkpoint.build_module). Plain trees change in place; an OmegaConf config comes back as a new one."""
+    in: model/building.build_module). Plain trees change in place; an OmegaConf config comes back as a new one."""
     tree = upgrade_targets(tree)
     container = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
     prior = container.get("prior") if isinstance(container, dict) else None

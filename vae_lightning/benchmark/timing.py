@@ -32,7 +32,7 @@ from vae_lightning.core.building import build
 from vae_lightning.data import DATASETS, MNISTDataModule, locate
 from vae_lightning.data.datamodule import split_indices
 from vae_lightning.evaluation.likelihood import iwae_log_likelihood
-from vae_lightning.runs.checkpoint import build_module
+from vae_lightning.model.building import build_module
 from vae_lightning.runs.folders import CONF_DIR, compose_config
 from vae_lightning.runs.members import train_any
 from vae_lightning.runs.threads import cached_cuda_check
@@ -47,7 +47,8 @@ def _no_grid(cfg: DictConfig) -> None:
 
 
 def _lightning_alone(cfg: DictConfig) -> None:
-    cfg.callbacks, cfg.logger = {}, {}
+    cfg.callbacks = OmegaConf.load(CONF_DIR / "callbacks" / "none.yaml")  # those that make a checkpoint, no other
+    cfg.logger = {}
     cfg.trainer.update(enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
 
 

@@ -1,4 +1,4 @@
-"""Old runs and old command lines (runs/renames.py): a saved config that repeats `prior.latent_dim` still builds
+"""Old runs and old command lines (checkpoints/renames.py): a saved config that repeats `prior.latent_dim` still builds
 and resumes, and a renamed override spelling is refused in one line naming the new one."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import torch
 from helpers.commands import compose_plain
 from omegaconf import OmegaConf
 
+from vae_lightning.checkpoints import CHECKPOINT_KEY, check_compatible, load_checkpoint
+from vae_lightning.checkpoints.renames import refuse_renamed, upgrade_config
 from vae_lightning.core.errors import UserError
-from vae_lightning.runs.checkpoint import CHECKPOINT_KEY, build_module, check_compatible, load_checkpoint
-from vae_lightning.runs.renames import refuse_renamed, upgrade_config
+from vae_lightning.model.building import build_module
 
 OLD_RUN = Path(__file__).resolve().parents[2] / "fixtures" / "old_run"
 

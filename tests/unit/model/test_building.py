@@ -1,6 +1,7 @@
-"""Seeds pair configurations for real: the parts of a model built for a run at one seed (core.rng.stream through
-runs.checkpoint.build_module) start from the same network weights whatever the prior, and from other weights at
-another seed; building draws nothing from the global RNG."""
+"""Building the model from config sections (model.building.build_module): the parts the sections name, the latent
+size checked, and seeds that pair configurations for real: the parts of a model built for a run at one seed (each
+on its own stream, core.rng.stream) start from the same network weights whatever the prior, and from other weights
+at another seed; building draws nothing from the global RNG."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 from helpers.commands import compose_plain
 
+from vae_lightning.core.errors import UserError
 from vae_lightning.core.rng import stream, stream_seed
-from vae_lightning.runs.checkpoint import build_module
+from vae_lightning.model.building import build_module
 
 PRIORS = ["normal", "gaussian", "beta", "mog", "vamp", "flow"]
 
@@ -49,3 +51,14 @@ def test_a_stream_is_the_seeded_global_rng_inside_and_nothing_outside():
     assert torch.equal(inside, torch.rand(3, generator=torch.Generator().manual_seed(stream_seed(5, "encoder"))))
     with stream(None, "encoder"):  # no seed: the global RNG as it is
         assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().set_state(before)))
+
+
+def test_the_model_is_built_from_its_config_sections_with_the_parts_they_name():
+    module = build_module(compose_plain("train", "prior=beta", "likelihood=continuous_bernoulli", "model.latent_dim=3"))
+    assert (type(module.prior).__name__, type(module.likelihood).__name__) == ("BetaPrior", "ContinuousBernoulli")
+    assert module.latent_dim == module.encoder.latent_dim == module.decoder.latent_dim == 3
+
+
+def test_a_bad_latent_size_is_refused_naming_its_key():
+    with pytest.raises(UserError, match=r"model\.latent_dim=0"):
+        build_module(compose_plain("train", "model.latent_dim=0"))
