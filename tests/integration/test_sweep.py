@@ -25,15 +25,15 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 import vae_lightning.report as report_command
+from vae_lightning import tracking as hparams
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.data.batches import EpochShuffle
 from vae_lightning.evaluation import sweep_report as report
 from vae_lightning.runs import sweep
 from vae_lightning.runs import threads as parallelism
-from vae_lightning.runs import tracking as hparams
 from vae_lightning.runs.checkpoint import build_module
 from vae_lightning.runs.folders import CONF_DIR
-from vae_lightning.runs.tracking import event_folder
+from vae_lightning.tracking import event_folder
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1"]

@@ -89,12 +89,12 @@ def test_module_imports_have_no_cycles():
             visit(name, [])
 
 
-def test_only_the_logging_module_touches_tensorboards_private_writer():
+def test_only_the_tensorboard_tracker_touches_tensorboards_private_writer():
     users = {name for name, path in MODULES.items() if "_get_file_writer" in path.read_text()}
-    assert users == {"vae_lightning.runs.tracking"}
+    assert users == {"vae_lightning.tracking.tensorboard"}
 
 
-def test_only_the_logging_module_imports_mlflow():
+def test_only_the_mlflow_tracker_imports_mlflow():
     def imports_mlflow(path: Path) -> bool:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -103,7 +103,7 @@ def test_only_the_logging_module_imports_mlflow():
                 return True
         return False
 
-    assert {name for name, path in MODULES.items() if imports_mlflow(path)} == {"vae_lightning.runs.tracking"}
+    assert {name for name, path in MODULES.items() if imports_mlflow(path)} == {"vae_lightning.tracking.mlflow"}
 
 
 def test_every_subpackage_states_its_contract():

@@ -10,7 +10,7 @@ the grayscale test images, which are also the reference row.
 Writes `<eval_dir>/metrics.json` (last, so its presence means a complete evaluation), `report.md`
 and figures (evaluation/results.py), and logs `eval/...` scalars and the figures with the run's
 hyperparameters to the trackers the run trained with (its saved `logger` section: TensorBoard, CSV, the
-same MLflow run; runs/tracking.py). The checkpoint is only read.
+same MLflow run; tracking/). The checkpoint is only read.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ from vae_lightning.runs.checkpoint import (
     resolve_checkpoint,
 )
 from vae_lightning.runs.earlier import refuse_replacing
-from vae_lightning.runs.folders import run_dir_of
-from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers
+from vae_lightning.runs.folders import run_dir_of, run_loggers
+from vae_lightning.tracking import hyperparameters, log_evaluation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -4,7 +4,8 @@
   to resume it, building the model from them, `load_model`; old checkpoints' class names upgraded);
 - `checkpoint_io`: checkpoints written atomically;
 - `folders`: run folders (a new one per run, the same one on resume, `<run>/eval` for evaluate) and
-  resuming with the run's own config plus the command's overrides; the folders a failed command made (and may
+  resuming with the run's own config plus the command's overrides; the loggers a run folder trained with
+  (which evaluate continues); the folders a failed command made (and may
   remove), and a trained run never replaced unasked (`overwrite=true` moves it aside);
 - `earlier`: an earlier evaluation, picture or report never replaced unasked (the same result again replaces it);
 - `lock`: one writer per run folder (an advisory lock that dies with its process);
@@ -15,8 +16,6 @@
 - `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep, a requeued
   SLURM job that continues its own checkpoint;
 - `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
-- `tracking`: the logging policy (scalars, pictures, HPARAMS to the configured loggers: TensorBoard, CSV,
-  MLflow) and the CSV and MLflow loggers that a run folder continues across resumes and evaluations;
 - `training`: the train function itself, which puts callbacks and these policies together (the top of
   the library with `members`, which trains K seeds with it; `train` and `bench` call them).
 """

@@ -39,6 +39,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning import tracking
 from vae_lightning.callbacks import Diagnostics, KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, check_settings
@@ -49,7 +50,7 @@ from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.model.members import MemberStack
 from vae_lightning.model.vae import VAEModule
 from vae_lightning.pictures.grids import image_grid, reconstruction_grid
-from vae_lightning.runs import console, slurm, sweep, threads, tracking
+from vae_lightning.runs import console, slurm, sweep, threads
 from vae_lightning.runs.checkpoint import (
     CHECKPOINT_KEY,
     MEMBERS_KEY,

@@ -9,8 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-# The old homes of classes that configs name (`_target_`), before the package was laid out by concept:
-# old prefix -> new prefix.
+# The old homes of classes that configs name (`_target_`), before the package was laid out by concept and
+# before the trackers got their own subpackage: old prefix -> new prefix.
 MOVED_TARGETS = {
     "vae_lightning.priors.": "vae_lightning.latent.",
     "vae_lightning.samplers.": "vae_lightning.latent.",
@@ -20,6 +20,8 @@ MOVED_TARGETS = {
     "vae_lightning.annealing.": "vae_lightning.model.",
     "vae_lightning.reliability.": "vae_lightning.callbacks.",
     "vae_lightning.classifier.": "vae_lightning.evaluation.classifier.",
+    "vae_lightning.runs.tracking.CSVLogger": "vae_lightning.tracking.csv.CSVLogger",  # conf/logger/csv.yaml
+    "vae_lightning.runs.tracking.MLFlowLogger": "vae_lightning.tracking.mlflow.MLFlowLogger",  # .../mlflow.yaml
 }
 
 

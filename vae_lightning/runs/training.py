@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.accelerators import CPUAccelerator
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lightning import tracking
 from vae_lightning.callbacks import KLAnnealing, NonFiniteGuard, RandomState, RunConfig
 from vae_lightning.core import rng
 from vae_lightning.core.building import build
@@ -35,7 +36,7 @@ from vae_lightning.core.files import EXHAUSTED, causes, resource_error
 from vae_lightning.explorer import PageSettings
 from vae_lightning.explorer.sources import PAGE_NAME, write_run_page
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import console, slurm, sweep, threads, tracking
+from vae_lightning.runs import console, slurm, sweep, threads
 from vae_lightning.runs.checkpoint import (
     CKPT_PATH,
     STORED_SECTIONS,
