@@ -1,5 +1,6 @@
 """tracking.mlflow with a local SQLite store in a temporary folder (MLflow refuses its old file store): one MLflow
-run per run folder, continued by a second logger of the same folder (a resume, an evaluation) without a step twice; pictures as artifacts and images."""
+run per run folder, continued by a second logger of the same folder (a resume, an evaluation) without a step
+twice; pictures as artifacts and images."""
 
 from __future__ import annotations
 
