@@ -11,11 +11,10 @@
 - `lock`: one writer per run folder (an advisory lock that dies with its process);
 - `members`: K seeds of one configuration trained in one process as one stacked model (model/members.py), with a
   run folder per member that every command reads as a single run's (`train 'seeds=[...]'`);
-- `slurm`: a run as a SLURM job (Lightning's cluster environment, allocated CPUs, what SLURM did with a
-  signalled job, the scheduler checked before a sweep is submitted);
 - `sweep`: a multirun job's outcome in `status.json`, a failed job that never ends the sweep, a requeued
-  SLURM job that continues its own checkpoint;
-- `threads`: torch threads per job, DDP inside a sweep, the CPU's cached CUDA check;
+  job that continues its own checkpoint (what the scheduler did with it: launchers/);
+- `threads`: torch threads per job (as the launcher says: launchers/), DDP inside a sweep, the CPU's cached
+  CUDA check;
 - `training`: the train function itself, which puts callbacks and these policies together (the top of
   the library with `members`, which trains K seeds with it; `train` and `bench` call them).
 """

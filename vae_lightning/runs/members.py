@@ -46,11 +46,12 @@ from vae_lightning.core.checks import SEED, check_settings
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.core.files import write_atomically
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
+from vae_lightning.launchers import slurm
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.model.members import MemberStack
 from vae_lightning.model.vae import VAEModule
 from vae_lightning.pictures.grids import image_grid, reconstruction_grid
-from vae_lightning.runs import console, slurm, sweep, threads
+from vae_lightning.runs import console, sweep, threads
 from vae_lightning.runs.checkpoint import (
     CHECKPOINT_KEY,
     MEMBERS_KEY,

@@ -35,8 +35,9 @@ from vae_lightning.core.errors import ResourcesExhausted, WriteFailed
 from vae_lightning.core.files import EXHAUSTED, causes, resource_error
 from vae_lightning.explorer import PageSettings
 from vae_lightning.explorer.sources import PAGE_NAME, write_run_page
+from vae_lightning.launchers import slurm
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import console, slurm, sweep, threads
+from vae_lightning.runs import console, sweep, threads
 from vae_lightning.runs.checkpoint import (
     CKPT_PATH,
     STORED_SECTIONS,
