@@ -13,7 +13,7 @@ CSV, MLflow, any of them at once), so that no command or callback writes to one 
 A run folder is one run in every tracker, continued by a resume and by evaluate. Adding a tracker: a
 Lightning logger class with the `Tracker` methods plus its YAML in conf/logger/; or, for a Lightning logger
 class that exists already, an adapter module and its line in `choose.ADAPTERS`. Imports only core and
-pictures (and model's types for the hyperparameters' signature).
+pictures.
 """
 
 from vae_lightning.tracking.base import LoggerTracker, Tracker

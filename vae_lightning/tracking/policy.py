@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lightning.pytorch.loggers import Logger
 from torch import Tensor
@@ -23,14 +23,31 @@ from vae_lightning.pictures import png_bytes
 from vae_lightning.tracking.base import png_name
 from vae_lightning.tracking.choose import trackers
 
-if TYPE_CHECKING:
-    from vae_lightning.model import Schedule, VAEModule
+
+class Described(Protocol):
+    """What the hyperparameters read of a model (a VAEModule, or one member of a stack)."""
+
+    @property
+    def architecture(self) -> str:
+        """Its networks' labels."""
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    @property
+    def likelihood(self) -> Any:
+        """With its `name`."""
+
+    @property
+    def prior(self) -> Any:
+        """With its `label`."""
+
 
 # The metrics HPARAMS shows first (it shows five without being asked): evaluate's are filled in when it runs
 KEY_METRICS = ("val/elbo", "test/elbo", "eval/nll_exact", "eval/nll_iwae", "eval/fid/own_prior")
 
 
-def hyperparameters(module: VAEModule, schedule: Schedule | str, lr: float | None, seed: int | None) -> dict[str, Any]:
+def hyperparameters(module: Described, schedule: object, lr: float | None, seed: int | None) -> dict[str, Any]:
     """The run's hyperparameters for TensorBoard's HPARAMS tab: the prior and the KL schedule with their
     parameters, the model (networks, likelihood, learning rate), the latent size and the seed.
 
