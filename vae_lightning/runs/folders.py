@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.core.building import build
@@ -26,6 +26,9 @@ from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.lock import check_free, other_rank
 from vae_lightning.runs.renames import upgrade_targets
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger
 
 RESUME_PREFIX = "resume_"
 SEED = "seed"
@@ -156,7 +159,10 @@ def latest_run_config(run: Path, exclude: Path | None = None) -> DictConfig:
 def run_loggers(run: Path | None, fallback: Path) -> list[Logger]:
     """The loggers a run folder trained with: its last saved config's `logger` section, built with the run
     folder as `paths.output_dir` (so a copied or moved run folder finds its own files); the MLflow logger
-    continues the run's MLflow run. For a checkpoint outside a run folder: TensorBoard in `fallback`."""
+    continues the run's MLflow run. For a checkpoint outside a run folder: TensorBoard in `fallback`.
+    (Lightning is imported here: `report --help` reads this module and answers before torch is imported.)"""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     if run is None:
         return [TensorBoardLogger(save_dir=str(fallback), name="tensorboard", version="", default_hp_metric=False)]
     cfg = latest_run_config(run)
