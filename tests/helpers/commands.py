@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lightning.runs.folders import CONF_DIR, register_resolvers
-from vae_lightning.runs.tracking import event_folder
+from vae_lightning.tracking import event_folder
 
 HELPERS = Path(__file__).resolve().parent
 # a classifier that learns the synthetic digits (10 noisy templates) in a second

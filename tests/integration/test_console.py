@@ -12,7 +12,7 @@ from helpers.commands import QUICK, evaluate_overrides, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from vae_lightning.runs.tracking import event_folder
+from vae_lightning.tracking import event_folder
 
 HEADLINE = ["prior=beta", "prior.alpha=4", "prior.beta=3"]
 FEW_STEPS = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",

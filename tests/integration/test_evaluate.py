@@ -23,7 +23,7 @@ from vae_lightning.latent import BetaPrior, GaussianPrior, MixturePrior, NormalP
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import MLPDecoder, MLPEncoder, VAEModule
 from vae_lightning.runs.evaluation import evaluate_checkpoint, load_test_set
-from vae_lightning.runs.tracking import event_folder
+from vae_lightning.tracking import event_folder
 
 
 @pytest.fixture(scope="module")

@@ -24,16 +24,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import vae_lightning.report as report_command
+from vae_lightning import tracking as hparams
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.data.batches import EpochShuffle
+from vae_lightning.launchers.joblib import JoblibLauncher
 from vae_lightning.model.building import build_module
 from vae_lightning.reporting import figures
 from vae_lightning.reporting.writer import write_report
 from vae_lightning.runs import sweep
 from vae_lightning.runs import threads as parallelism
-from vae_lightning.runs import tracking as hparams
 from vae_lightning.runs.folders import CONF_DIR
-from vae_lightning.runs.tracking import event_folder
+from vae_lightning.tracking import event_folder
 
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1"]
@@ -146,7 +147,7 @@ def test_joblib_runs_jobs_in_parallel_processes_with_a_share_of_the_cores(mnist_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     assert "GPU available" not in result.stdout + result.stderr  # the jobs' consoles are quiet in workers too
-    expected = parallelism.threads_for_job("auto", {"n_jobs": 2}, parallelism.cpu_count())
+    expected = JoblibLauncher().threads({"n_jobs": 2}, parallelism.cpu_count(), None)
     recorded = statuses(sweep_dir)
     assert sorted(recorded) == ["0", "1"]
     assert all(s["status"] == "completed" and s["threads"] == expected for s in recorded.values())
@@ -198,20 +199,6 @@ def test_each_ddp_rank_gets_a_distinct_half_of_the_epoch_order():
         order = list(EpochShuffle(n, seed + epoch))  # EpochShuffle's order for this epoch
         assert halves[0] == order[0::2] and halves[1] == order[1::2] + order[:1]  # padded to equal length
         assert set(halves[0]) | set(halves[1]) == set(range(n))
-
-
-def test_threads_share_the_cores_between_parallel_jobs():
-    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=2) == 1
-    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=8) == 4
-    assert parallelism.threads_for_job("auto", {"n_jobs": -1}, cores=8) == 1  # -1: one job per core
-    assert parallelism.threads_for_job("auto", {"n_jobs": -2}, cores=8) == 1  # 7 jobs
-    assert parallelism.threads_for_job("auto", {"n_jobs": 1}, cores=8) == 8
-    assert parallelism.threads_for_job("auto", {"cpus_per_task": 3}, cores=8) == 3
-    assert parallelism.threads_for_job("auto", {"cpus_per_task": None}, cores=8) is None
-    assert parallelism.threads_for_job("auto", None, cores=8) is None
-    assert parallelism.threads_for_job(5, {"n_jobs": 2}, cores=8) == 5
-    with pytest.raises(ParameterError, match="threads=0 is invalid"):
-        parallelism.threads_for_job(0, None, cores=8)
 
 
 def test_script_ddp_is_refused_inside_a_local_multirun(monkeypatch):

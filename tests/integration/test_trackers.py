@@ -19,7 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import vae_lightning.report as report_command
 from vae_lightning.reporting import figures
 from vae_lightning.runs import sweep
-from vae_lightning.runs.tracking import MISSING_MLFLOW, MLFLOW_RECORD, event_folder
+from vae_lightning.tracking import event_folder
+from vae_lightning.tracking.mlflow import MISSING_MLFLOW, MLFLOW_RECORD
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason='the mlflow extra is not installed: pip install -e ".[mlflow]"')

@@ -11,8 +11,8 @@ from helpers.commands import only_run, run_cli, scalars, tiny_overrides
 
 from vae_lightning.checkpoints import CHECKPOINT_KEY
 from vae_lightning.latent import BetaPrior, GaussianPrior, NormalPrior
-from vae_lightning.runs.tracking import event_folder
 from vae_lightning.runs.training import train
+from vae_lightning.tracking import event_folder
 
 PRIORS = {"normal": NormalPrior, "gaussian": GaussianPrior, "beta": BetaPrior}
 SCHEDULES = ["constant", "linear", "sigmoid", "cosine", "cyclical"]

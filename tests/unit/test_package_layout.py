@@ -1,6 +1,6 @@
-"""The package's layout rules, read from its source: commands are leaves, imports flow downward without
-cycles, the core knows nothing of the rest, and one module alone touches TensorBoard's private writer and
-imports MLflow."""
+"""The package's layout rules, read from its source: commands are leaves, every subpackage has a floor and imports
+nothing from a higher one (counting imports for type annotations), no import cycle, the core knows nothing of the
+rest, and one module alone touches TensorBoard's private writer (the TensorBoard tracker) and imports MLflow."""
 
 from __future__ import annotations
 
@@ -72,49 +72,66 @@ def test_core_imports_nothing_else_of_the_package():
             assert all(d.startswith("vae_lightning.core") for d in deps), f"{name} imports {deps}"
 
 
-def test_module_imports_have_no_cycles():
+# The floors, low to high (docs/design.md): a subpackage imports only from its own floor or below, counting imports
+# under TYPE_CHECKING (an annotation naming a class of a higher floor is a wall broken too). Subpackages on one floor
+# may import each other (without a cycle); the commands and cli.py sit above every floor.
+FLOORS = {
+    "core": 0,
+    "data": 1, "latent": 1, "pictures": 1,
+    "model": 2,
+    "checkpoints": 3,
+    "tracking": 4,
+    "callbacks": 5, "evaluation": 5,
+    "launchers": 6,
+    "runs": 7,
+    "explorer": 8, "reporting": 8,
+    "benchmark": 9,
+}
+TYPED_GRAPH = {name: {i for i in imports(path, type_checking=True) if i in MODULES and i != name}
+               for name, path in MODULES.items()}
+
+
+def subpackage(module: str) -> str | None:
+    """`vae_lightning.runs.sweep` -> "runs"; None for a command, cli.py and the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in FLOORS) else None
+
+
+def test_every_subpackage_has_a_floor():
+    assert {p.parent.name for p in PACKAGE.glob("*/__init__.py")} == set(FLOORS)
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS, key=FLOORS.get))
+def test_a_subpackage_imports_nothing_from_a_higher_floor_not_even_for_type_checking(package):
+    above = {name: sorted(d for d in deps if (s := subpackage(d)) is not None and FLOORS[s] > FLOORS[package])
+             for name, deps in TYPED_GRAPH.items() if subpackage(name) == package}
+    assert {name: deps for name, deps in above.items() if deps} == {}
+
+
+def test_no_import_cycle_even_for_type_checking():
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(name: str, path: list[str]) -> None:
         state[name] = 1
-        for dep in sorted(GRAPH[name]):
-            if dep.startswith(name + "."):  # a package importing its own modules (its __init__ re-exports them)
+        for dep in sorted(TYPED_GRAPH[name]):
+            if dep.startswith(name + "."):
                 continue
             assert state.get(dep) != 1, "import cycle: " + " -> ".join([*path, name, dep])
             if dep not in state:
                 visit(dep, [*path, name])
         state[name] = 2
 
-    for name in sorted(GRAPH):
+    for name in sorted(TYPED_GRAPH):
         if name not in state:
             visit(name, [])
 
 
-# Walls between floors, counting imports under TYPE_CHECKING: (importer prefix, imported prefix) pairs that must not
-# occur. The checkpoint contract sits right above the model, the callbacks below the runs, the explorer above them.
-WALLS = [("vae_lightning.callbacks", "vae_lightning.runs"), ("vae_lightning.latent", "vae_lightning.model"),
-         ("vae_lightning.checkpoints", "vae_lightning.runs"), ("vae_lightning.checkpoints", "vae_lightning.callbacks"),
-         ("vae_lightning.model", "vae_lightning.checkpoints"), ("vae_lightning.runs", "vae_lightning.explorer"),
-         ("vae_lightning.runs", "vae_lightning.benchmark")]
-# The one crossing left on this branch: runs.tracking moves to tracking/ (below callbacks) on the trackers branch;
-# drop it from here when the two merge
-CROSSING_UNTIL_TRACKING_MOVES = {"vae_lightning.runs.tracking"}
-
-
-@pytest.mark.parametrize(("lower", "higher"), WALLS, ids=[f"{a[14:]}-{b[14:]}" for a, b in WALLS])
-def test_a_lower_floor_imports_nothing_above_it_not_even_for_type_checking(lower, higher):
-    crossing = {name: sorted(d for d in imports(path, type_checking=True)
-                             if d.startswith(higher) and d not in CROSSING_UNTIL_TRACKING_MOVES)
-                for name, path in MODULES.items() if name.startswith(lower)}
-    assert {name: deps for name, deps in crossing.items() if deps} == {}
-
-
-def test_only_the_logging_module_touches_tensorboards_private_writer():
+def test_only_the_tensorboard_tracker_touches_tensorboards_private_writer():
     users = {name for name, path in MODULES.items() if "_get_file_writer" in path.read_text()}
-    assert users == {"vae_lightning.runs.tracking"}
+    assert users == {"vae_lightning.tracking.tensorboard"}
 
 
-def test_only_the_logging_module_imports_mlflow():
+def test_only_the_mlflow_tracker_imports_mlflow():
     def imports_mlflow(path: Path) -> bool:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -123,7 +140,7 @@ def test_only_the_logging_module_imports_mlflow():
                 return True
         return False
 
-    assert {name for name, path in MODULES.items() if imports_mlflow(path)} == {"vae_lightning.runs.tracking"}
+    assert {name for name, path in MODULES.items() if imports_mlflow(path)} == {"vae_lightning.tracking.mlflow"}
 
 
 def test_every_subpackage_states_its_contract():

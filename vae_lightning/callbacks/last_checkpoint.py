@@ -24,7 +24,7 @@ class LastCheckpoint(Callback):
     `every_n_train_steps` optimizer steps (0: never), and on one of `signals` (default SIGINT, SIGTERM and
     SIGUSR2, the signal that submitit asks SLURM to send ahead of a job's time limit), after which the run
     stops with `Interrupted` (the entry point prints the command that resumes it; a SLURM job requeues
-    itself, runs.slurm).
+    itself, launchers.slurm).
 
     A signal only sets a flag. The save happens at the end of the current training batch, where
     model, optimizer, loops, data position and RNG agree (where Lightning takes its own mid-epoch
@@ -32,7 +32,7 @@ class LastCheckpoint(Callback):
     SIGTERM handler, which would leave mid-validation without saving, is replaced from the first
     training step on; Lightning puts the previous handlers back when fitting ends. A signal that
     arrives before training starts (setup, sanity check) gets Lightning's default handling, or, in a
-    SLURM job, stops the job at once (runs.slurm.stop_signals).
+    SLURM job, stops the job at once (launchers.slurm.stop_signals).
     """
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int = 0,

@@ -30,7 +30,7 @@ from vae_lightning.pictures import (
     reconstruction_grid,
     scatter_figure,
 )
-from vae_lightning.runs.tracking import log_images
+from vae_lightning.tracking import log_images
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class PriorGrid(Callback):
     then `space`, the latent space's pictures.) Samplers fitted to the model (`latent.fitted`) are refitted
     to the training images of the trainer's data module before each drawing (`fit_samplers`).
 
-    Images go to the run's loggers (step = global step; `runs.tracking.log_images`: TensorBoard images,
+    Images go to the run's loggers (step = global step; `tracking.log_images`: TensorBoard images,
     the CSV logger's and MLflow's `samples/epoch_<k>/` files) and, with `dirpath`, to
     `<dirpath>/epoch_<k>/<tag with / as _>.png`. Nothing here draws from the global RNG (the
     noise comes from its own generator, `latent.geometry.fixed_noise`; codes and reconstructions use the

@@ -30,6 +30,9 @@ MOVED_TARGETS = {
     "vae_lightning.annealing.": "vae_lightning.model.",
     "vae_lightning.reliability.": "vae_lightning.callbacks.",
     "vae_lightning.classifier.": "vae_lightning.evaluation.classifier.",
+    # the trackers' own subpackage (conf/logger/csv.yaml, conf/logger/mlflow.yaml)
+    "vae_lightning.runs.tracking.CSVLogger": "vae_lightning.tracking.csv.CSVLogger",
+    "vae_lightning.runs.tracking.MLFlowLogger": "vae_lightning.tracking.mlflow.MLFlowLogger",
 }
 
 

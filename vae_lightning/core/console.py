@@ -7,7 +7,7 @@ and warnings, not the chatter of the libraries it runs on; the log file keeps ev
   with `verbose=true` (or `hydra.verbose=true`) every record, Lightning's device lines and tips included;
 - `quiet_warnings()`: Python warnings of our dependencies that say nothing to a user of this project
   (known deprecations inside Lightning, hints that do not apply to in-memory batches) are not shown unless
-  verbose (Lightning's `srun` hint on a machine that merely has SLURM installed: runs/slurm.py).
+  verbose (Lightning's `srun` hint on a machine that merely has SLURM installed: launchers/slurm.py).
 """
 
 from __future__ import annotations

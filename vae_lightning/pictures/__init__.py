@@ -1,6 +1,6 @@
 """Pictures of a trained VAE: digit grids and PNG files (`grids`), labelled figures (`figures`).
 
-Every picture is an image tensor [3, H, W] in [0, 1]; `runs.tracking.log_images` sends them to the
+Every picture is an image tensor [3, H, W] in [0, 1]; `tracking.log_images` sends them to the
 run's loggers and PNG files, `grids.write_png` to a file. The training callback `callbacks.PriorGrid`,
 `sample`, `beta_grid` and `evaluate` draw with these.
 """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,8 +17,15 @@ from torchvision.utils import make_grid
 
 from vae_lightning.core.files import write_atomically
 
-if TYPE_CHECKING:
-    from vae_lightning.model import VAEModule
+
+class Decoder(Protocol):
+    """What a grid of decoded digits needs of a trained VAE (`model.VAEModule` is one): its decoder's pixel
+    means for latents [N, D] as images [N, 1, 28, 28], and the device its weights are on."""
+
+    device: torch.device
+
+    def decode(self, z: Tensor) -> Tensor: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,7 @@ def image_grid(images: Tensor, nrow: int, padding: int = 2) -> Tensor:
 
 
 @torch.no_grad()
-def decoded_grid(module: VAEModule, z: Tensor, nrow: int, padding: int = 2) -> Tensor:
+def decoded_grid(module: Decoder, z: Tensor, nrow: int, padding: int = 2) -> Tensor:
     """The decoder's pixel means for latents z, as one grid of `nrow` digits per row."""
     return image_grid(module.decode(z.to(module.device)), nrow, padding)
 

@@ -52,7 +52,7 @@ def event_curves(job: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, fl
         return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vae_lightning.runs.tracking import event_folder
+    from vae_lightning.tracking import event_folder
 
     accumulator = EventAccumulator(str(event_folder(job)), size_guidance={"scalars": 0})
     accumulator.Reload()

@@ -15,7 +15,7 @@ the grayscale test images, which are also the reference row.
 Writes `<eval_dir>/metrics.json` (last, so its presence means a complete evaluation), `report.md`
 and figures (evaluation/results.py), and logs the metric table's tracker scalars (evaluation/metrics.py) and
 the figures with the run's hyperparameters to the trackers the run trained with (its saved `logger` section:
-TensorBoard, CSV, the same MLflow run; runs/tracking.py) when `log_to_trackers` is true. The checkpoint is
+TensorBoard, CSV, the same MLflow run; tracking/) when `log_to_trackers` is true. The checkpoint is
 only read.
 """
 
@@ -68,8 +68,8 @@ from vae_lightning.evaluation.settings import IWAE_K, EvaluationSettings
 from vae_lightning.latent.sampler_sets import build_samplers, same_distribution
 from vae_lightning.model import Likelihood
 from vae_lightning.runs.earlier import refuse_replacing
-from vae_lightning.runs.folders import run_dir_of
-from vae_lightning.runs.tracking import hyperparameters, log_evaluation, run_loggers
+from vae_lightning.runs.folders import run_dir_of, run_loggers
+from vae_lightning.tracking import hyperparameters, log_evaluation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

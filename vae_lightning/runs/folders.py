@@ -1,6 +1,6 @@
 """Run folders: where a command writes (the OmegaConf resolvers behind `hydra.run.dir`, `hydra.output_subdir`
 and evaluate's `eval_dir`), and resuming a run in its own folder with its own saved config plus the
-command's overrides.
+command's overrides; the loggers a run folder trained with (`run_loggers`), which evaluate continues.
 
 `register_resolvers()` must run before a config is composed (the commands and `compose_config` do).
 """
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -21,9 +22,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lightning.checkpoints.renames import refuse_renamed, upgrade_config
+from vae_lightning.core.building import build
 from vae_lightning.core.errors import UserError
 from vae_lightning.core.paths import CONF_DIR, PROJECT_ROOT
 from vae_lightning.runs.lock import check_free, other_rank
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger
 
 RESUME_PREFIX = "resume_"
 SEED = "seed"
@@ -149,6 +154,20 @@ def latest_run_config(run: Path, exclude: Path | None = None) -> DictConfig:
     skip = exclude.resolve() if exclude is not None else None
     resumes = sorted(p for p in hydra_dir.glob(f"{RESUME_PREFIX}*/config.yaml") if p.parent.resolve() != skip)
     return upgrade_config(OmegaConf.load(resumes[-1] if resumes else hydra_dir / "config.yaml"))
+
+
+def run_loggers(run: Path | None, fallback: Path) -> list[Logger]:
+    """The loggers a run folder trained with: its last saved config's `logger` section, built with the run
+    folder as `paths.output_dir` (so a copied or moved run folder finds its own files); the MLflow logger
+    continues the run's MLflow run. For a checkpoint outside a run folder: TensorBoard in `fallback`.
+    (Lightning is imported here: `report --help` reads this module and answers before torch is imported.)"""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if run is None:
+        return [TensorBoardLogger(save_dir=str(fallback), name="tensorboard", version="", default_hp_metric=False)]
+    cfg = latest_run_config(run)
+    OmegaConf.update(cfg, "paths.output_dir", str(run), force_add=True)
+    return [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
 
 
 def apply_overrides(base: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:

@@ -39,6 +39,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lightning import tracking
 from vae_lightning.callbacks import Diagnostics, KLAnnealing
 from vae_lightning.checkpoints import (
     CHECKPOINT_KEY,
@@ -55,12 +56,14 @@ from vae_lightning.core.checks import SEED, check_settings
 from vae_lightning.core.errors import ParameterError, UserError
 from vae_lightning.core.files import write_atomically
 from vae_lightning.core.memory import FLOAT_BYTES, check_fits
+from vae_lightning.evaluation.metrics import HPARAMS, columns
+from vae_lightning.launchers import slurm
 from vae_lightning.model.building import build_module
 from vae_lightning.model.likelihoods import check_targets
 from vae_lightning.model.members import MemberStack
 from vae_lightning.model.vae import VAEModule
 from vae_lightning.pictures.grids import image_grid, reconstruction_grid
-from vae_lightning.runs import slurm, sweep, threads, tracking
+from vae_lightning.runs import sweep, threads
 from vae_lightning.runs.folders import SEED as SEED_KEY
 from vae_lightning.runs.folders import split_override
 from vae_lightning.runs.lock import other_rank, run_lock
@@ -342,7 +345,7 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
             lr = OmegaConf.select(cfg, "model.optimizer.lr")
             for k, (seed, folder) in enumerate(zip(seeds, folders, strict=True)):
                 params = tracking.hyperparameters(stack.members[k], annealing.schedule, lr, seed)
-                tracking.log_hyperparameters(loggers[k], params, results[k], trainer.global_step)
+                tracking.log_hyperparameters(loggers[k], params, results[k], trainer.global_step, columns(HPARAMS))
                 for logger in loggers[k]:
                     logger.finalize("success")
                 sweep.write_status(folder, {"status": "completed", "metrics": results[k], "overrides":

@@ -1,6 +1,6 @@
 """A sweep's jobs: each records its outcome in its folder (`status.json`). (A job's threads and
-processes: runs/threads.py; its hyperparameters in TensorBoard: runs/tracking.py; a job on SLURM:
-runs/slurm.py.)
+processes: runs/threads.py; its hyperparameters in TensorBoard: tracking/; a job on a scheduler such as SLURM:
+launchers/.)
 
 A multirun job never ends the sweep. Hydra's launchers catch an exception raised by a job, but the
 basic sweeper re-raises the first one after its batch, and a `SystemExit` (our one-line bad-input
@@ -9,8 +9,9 @@ folder gets `status.json` with the one-line error (the traceback of an unexpecte
 job's log), the job returns NaN (Optuna records a failed trial), and the next job starts. After the
 sweep, `SweepSummary` lists the failed and cancelled jobs and exits with status 1.
 
-A job stopped by SLURM (a signal during training saves `last.ckpt` first) is `requeued` when SLURM runs
-it again, or requeues it itself on the notice ahead of its time limit; then the process ends without a
+A job stopped by its scheduler (a signal during training saves `last.ckpt` first; `launchers.job_scheduler`
+says what became of it) is `requeued` when SLURM runs it again, or requeues it itself on the notice ahead of
+its time limit; then the process ends without a
 result, submitit waits for the next run, and that run continues the job's own `last.ckpt`, in the same
 folder with the same config. Otherwise it is `cancelled` (scancel), or `failed` (its time limit without
 a notice ahead). A job whose folder already holds a checkpoint (a requeued job; a sweep run again into
@@ -37,7 +38,7 @@ from omegaconf import DictConfig, open_dict
 
 from vae_lightning.core.errors import Interrupted, Requeued, Signalled, UserError
 from vae_lightning.core.files import write_text_atomically
-from vae_lightning.runs import slurm
+from vae_lightning.launchers import job_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def continue_own_checkpoint(cfg: DictConfig) -> DictConfig:
     last = job_dir() / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return cfg
-    log.info("Continuing this job's own %s%s", last,
-             f" (SLURM restarts: {slurm.restart_count()})" if slurm.in_job() else "")
+    note = job_scheduler().job_note()
+    log.info("Continuing this job's own %s%s", last, f" ({note})" if note else "")
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.ckpt_path = str(last)
@@ -117,18 +118,18 @@ def run_job(job: Callable[[], dict[str, float]]) -> dict[str, float] | None:
     if previous is not None and previous["status"] == "completed":
         log.info("This job completed in an earlier run of the sweep (%s): not run again", folder / STATUS_FILE)
         return previous["metrics"]
+    scheduler = job_scheduler()
     try:
-        with slurm.stop_signals():
+        with scheduler.stop_signals():
             metrics = job()
     except (Interrupted, Signalled) as err:
-        if not slurm.in_job():
+        if not scheduler.in_job():
             return _failed(folder, err)
-        return _stopped_by_slurm(folder, err)
+        return _stopped_by_scheduler(folder, err)
     except Exception as err:  # any failure of one job is recorded and the sweep goes on
         return _failed(folder, err)
-    status: dict[str, Any] = {"status": "completed", "metrics": metrics, "threads": torch.get_num_threads()}
-    if slurm.in_job():
-        status["slurm"] = {"job_id": slurm.job_id(), "restarts": slurm.restart_count()}
+    status: dict[str, Any] = {"status": "completed", "metrics": metrics, "threads": torch.get_num_threads(),
+                              **scheduler.job_record()}
     _record(folder, status)
     return metrics
 
@@ -148,36 +149,20 @@ def _failed(folder: Path, err: Exception) -> None:
     _record(folder, {"status": "failed", "error": line})
 
 
-def _stopped_by_slurm(folder: Path, err: Interrupted | Signalled) -> None:
-    """A SLURM job stopped by a signal: requeued (raises `Requeued`), cancelled or failed, as SLURM says.
-
-    A job that SLURM keeps running after the signal (the notice ahead of the time limit, a preemption's
-    grace period) requeues itself when it trained in this run (a stop during training saved `last.ckpt`
-    after at least one step), or else while it has been restarted fewer than `hydra.launcher.max_num_timeout`
-    times (submitit's limit for the same case before the job's task starts), so that a time limit shorter
-    than a job's start cannot requeue it forever."""
-    fate, refusal = slurm.outcome(err.signum), None
+def _stopped_by_scheduler(folder: Path, err: Interrupted | Signalled) -> None:
+    """A job stopped by a signal of its scheduler: requeued (raises `Requeued`), cancelled or failed, as the
+    scheduler says (`Launcher.stopped`; `hydra.launcher.max_num_timeout` bounds the restarts of a job
+    signalled before it trained)."""
+    scheduler = job_scheduler()
     limit = int(HydraConfig.get().launcher.get("max_num_timeout") or 0)
-    if fate == "signalled" and (isinstance(err, Interrupted) or slurm.restart_count() < limit):
-        refusal = slurm.requeue() if rank_zero_only.rank == 0 else None
-        fate = "requeued" if refusal is None else "refused"
-    why = {"requeued": "requeued: it runs again from this checkpoint",
-           "signalled": f"not requeued: signalled outside training after {slurm.restart_count()} restarts "
-                        f"(hydra.launcher.max_num_timeout={limit}); give the jobs more time: "
-                        "hydra.launcher.timeout_min",
-           "refused": f"SLURM refused to requeue it ({refusal})",
-           "timeout": "the job reached its time limit",
-           "cancelled": "SLURM cancelled the job",
-           "unknown": "SLURM's controller did not say what became of the job"}[fate]
-    line = f"{err}; {why}"
-    status = {"requeued": "requeued", "cancelled": "cancelled"}.get(fate, "failed")
-    log.warning("SLURM job %s (restarts: %d): %s", slurm.job_id(), slurm.restart_count(), line)
-    record: dict[str, Any] = {"status": status, "error": line, "slurm": {"job_id": slurm.job_id(),
-                                                                          "restarts": slurm.restart_count()}}
+    stop = scheduler.stopped(err, limit)
+    line = f"{err}; {stop.why}"
+    record: dict[str, Any] = {"status": stop.status, "error": line, **scheduler.job_record()}
+    log.warning("%s: %s", scheduler.job_note(), line)
     if isinstance(err, Interrupted):
         record.update(step=err.step, ckpt_path=err.ckpt_path)
     _record(folder, record)
-    if status == "requeued":
+    if stop.status == "requeued":
         raise Requeued(err.exit_code)
 
 

@@ -1,5 +1,5 @@
-"""How a run uses the machine: torch threads per job (a SLURM job's allocated CPUs, shared between the jobs
-of a local sweep), DDP's processes (Lightning's script-relaunching `ddp` refused inside a local multirun),
+"""How a run uses the machine: torch threads per job (as its launcher says: launchers/), DDP's processes
+(Lightning's script-relaunching `ddp` refused inside a local multirun),
 and torch's cached CUDA check for CPU runs."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
 from vae_lightning.core.checks import Check, is_integer
 from vae_lightning.core.errors import UserError
-from vae_lightning.runs import slurm, sweep
+from vae_lightning.launchers import job_scheduler, launcher_for
+from vae_lightning.runs import sweep
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +34,20 @@ def threads_for_job(setting: Any, launcher: Mapping[str, Any] | None, cores: int
                     allocated: int | None = None) -> int | None:
     """Torch threads for one job; None leaves torch's default (one per core).
 
-    `setting` is the config's `threads`: an integer, null, or `auto`. `auto` is the CPUs SLURM
-    allocated to the job's task (`allocated`: SLURM_CPUS_PER_TASK, for a sweep job under the slurm
-    launcher as for a single run in an sbatch script), shared between the jobs that run at once:
-    joblib's `n_jobs` of them (negative as joblib counts: -1 = one per core) share the allocation or
-    this machine's `cores`; submitit_local's `cpus_per_task` when set; otherwise torch's default.
+    `setting` is the config's `threads`: an integer, null, or `auto`. `auto` asks the launcher of the
+    `hydra.launcher` settings `launcher` (None: a single run), given this machine's `cores` and the CPUs a
+    scheduler `allocated` to the job (`Launcher.threads`).
     """
     if setting != "auto":
         THREADS.check("threads", setting)
         return setting
-    if launcher is not None and launcher.get("n_jobs") is not None:
-        n_jobs, available = int(launcher["n_jobs"]), allocated or cores
-        parallel = n_jobs if n_jobs > 0 else max(1, available + 1 + n_jobs)
-        return max(1, available // parallel)
-    if allocated is not None:
-        return allocated
-    if launcher is not None and launcher.get("cpus_per_task"):
-        return int(launcher["cpus_per_task"])
-    return None
+    return launcher_for(launcher).threads(launcher or {}, cores, allocated)
 
 
 def set_threads(setting: Any) -> None:
     """Apply the config's `threads` (see `threads_for_job`); launchers only matter in a multirun."""
     launcher = HydraConfig.get().launcher if sweep.in_multirun() else None
-    threads = threads_for_job(setting, launcher, cpu_count(), slurm.cpus_per_task())
+    threads = threads_for_job(setting, launcher, cpu_count(), job_scheduler().allocated_cpus())
     if threads is not None:
         torch.set_num_threads(threads)
         log.info("torch threads: %d (threads=%s)", threads, setting)

@@ -30,6 +30,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lightning import tracking
 from vae_lightning.callbacks import KLAnnealing, RunConfig
 from vae_lightning.checkpoints import CKPT_PATH, AtomicCheckpointIO, check_compatible, load_checkpoint, stored_sections
 from vae_lightning.core import console, rng
@@ -37,9 +38,11 @@ from vae_lightning.core.building import build
 from vae_lightning.core.checks import SEED, Check, check_settings, integer, is_integer
 from vae_lightning.core.errors import ResourcesExhausted, UserError, WriteFailed
 from vae_lightning.core.files import EXHAUSTED, causes, resource_error
+from vae_lightning.evaluation.metrics import HPARAMS, columns
+from vae_lightning.launchers import slurm
 from vae_lightning.model.building import build_module
 from vae_lightning.model.likelihoods import check_targets
-from vae_lightning.runs import slurm, sweep, threads, tracking
+from vae_lightning.runs import sweep, threads
 from vae_lightning.runs.folders import CONF_DIR, apply_overrides, latest_run_config, run_dir_of
 from vae_lightning.runs.lock import other_rank, run_lock
 
@@ -195,7 +198,8 @@ def train(cfg: DictConfig, page: PageWriter | None = None) -> dict[str, float]:
                     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
             params = tracking.hyperparameters(module, annealing.schedule, OmegaConf.select(cfg, "model.optimizer.lr"),
                                               cfg.get("seed"))
-            tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step)
+            tracking.log_hyperparameters(trainer.loggers, params, metrics, trainer.global_step,
+                                         columns(HPARAMS))
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             written = page(output, cfg, datamodule) if page and cfg.get("explore") and not other_rank() else None
             for line in summary_lines(output, metrics, best, time.perf_counter() - start, cfg, written):

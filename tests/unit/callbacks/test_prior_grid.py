@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vae_lightning.callbacks import PriorGrid
 from vae_lightning.model import VAEModule
-from vae_lightning.runs.tracking import event_folder
 from vae_lightning.runs.training import train
+from vae_lightning.tracking import event_folder
 
 STUDY_TAGS = ["samples/normal_0_1", "samples/gaussian_1_2", "samples/beta_1_1", "samples/beta_1.1_1.1",
               "samples/beta_1.1_2", "samples/beta_4_3"]

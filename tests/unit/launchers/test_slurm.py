@@ -1,6 +1,7 @@
-"""runs.slurm without a scheduler: Lightning's cluster environment in and out of a SLURM job, the CPUs a job
+"""launchers.slurm without a scheduler: Lightning's cluster environment in and out of a SLURM job, the CPUs a job
 was given, what a job's record in the controller means after a signal (from `scontrol show job` lines as the
-local cluster printed them), the launcher's sbatch flags, and the stop signals. The live cluster:
+local cluster printed them) and what the launcher makes of it, the launcher's sbatch flags and threads, and the
+stop signals. The live cluster:
 tests/integration/test_slurm.py."""
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pytest
 from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 
 from vae_lightning.callbacks import LastCheckpoint
-from vae_lightning.core.errors import ParameterError, Signalled
-from vae_lightning.runs import slurm
+from vae_lightning.core.errors import Interrupted, ParameterError, Signalled
+from vae_lightning.launchers import job_scheduler, launcher_for, slurm
 from vae_lightning.runs import threads as parallelism
 
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_JOB_NAME",
@@ -82,12 +83,50 @@ def test_in_an_allocation_without_srun_lightnings_hint_stays(no_job, monkeypatch
     assert not isinstance(trainer._accelerator_connector.cluster_environment, SLURMEnvironment)
 
 
+SLURM = {"_target_": slurm.SlurmLauncher.targets[0], "cpus_per_task": 3}
+JOBLIB = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}
+
+
 def test_threads_follow_the_cpus_slurm_allocated():
     assert parallelism.threads_for_job("auto", None, cores=64, allocated=3) == 3  # a single run in an sbatch script
-    assert parallelism.threads_for_job("auto", {"cpus_per_task": 3}, cores=64, allocated=3) == 3  # slurm launcher
-    assert parallelism.threads_for_job("auto", {"n_jobs": 2}, cores=64, allocated=8) == 4  # joblib in an allocation
+    assert parallelism.threads_for_job("auto", SLURM, cores=64, allocated=3) == 3  # slurm launcher
+    assert parallelism.threads_for_job("auto", SLURM, cores=64) == 3  # its cpus_per_task, before the job starts
+    assert parallelism.threads_for_job("auto", JOBLIB, cores=64, allocated=8) == 4  # joblib in an allocation
     assert parallelism.threads_for_job(2, None, cores=64, allocated=8) == 2
     assert parallelism.threads_for_job("auto", None, cores=64) is None
+
+
+def test_inside_a_job_the_scheduler_is_slurms_and_outside_none(job_step, monkeypatch):
+    scheduler = job_scheduler()
+    assert type(scheduler) is slurm.SlurmLauncher and scheduler.allocated_cpus() == 3
+    assert scheduler.job_record() == {"slurm": {"job_id": "41", "restarts": 0}}
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert not job_scheduler().in_job() and job_scheduler().job_record() == {}
+
+
+@pytest.mark.parametrize(("fate", "err", "restarts", "status"), [
+    ("requeued", Signalled(signal.SIGTERM), 0, "requeued"),
+    ("cancelled", Signalled(signal.SIGTERM), 0, "cancelled"),
+    ("timeout", Signalled(signal.SIGTERM), 0, "failed"),
+    ("signalled", Interrupted(signal.SIGUSR2, 0, 8, "last.ckpt"), 5, "requeued"),  # it trained: requeues itself
+    ("signalled", Signalled(signal.SIGUSR2), 0, "requeued"),  # before training, under max_num_timeout
+    ("signalled", Signalled(signal.SIGUSR2), 3, "failed"),  # before training, max_num_timeout restarts already
+])
+def test_a_stopped_job_is_requeued_cancelled_or_failed_as_slurm_says(job_step, monkeypatch, fate, err, restarts,
+                                                                      status):
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(restarts))
+    record = RECORDS[fate].replace("Restarts=1", f"Restarts={restarts + 1}").replace("Restarts=0",
+                                                                                      f"Restarts={restarts}")
+    commands = []
+
+    def scontrol(*command: str) -> subprocess.CompletedProcess[str]:
+        commands.append(command[:2])
+        return subprocess.CompletedProcess(command, 0, record, "")
+
+    monkeypatch.setattr(slurm, "_run", scontrol)
+    stop = launcher_for(SLURM).stopped(err, max_restarts=3)
+    assert stop.status == status
+    assert (("scontrol", "requeue") in commands) is (fate == "signalled" and status == "requeued")
 
 
 # `scontrol show job --oneliner` after the signal, as the local cluster answered (the fields that matter)

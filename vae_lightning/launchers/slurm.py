@@ -1,6 +1,7 @@
-"""A run as a SLURM job: Lightning's cluster environment where the run is a SLURM job step (and quiet where it
-is not), the CPUs SLURM allocated, what became of a job that SLURM signalled, and a check that a scheduler
-answers before a sweep is submitted to it.
+"""SLURM through submitit's launcher (`hydra/launcher=slurm`, conf/hydra/launcher/slurm.yaml), and a run as a
+SLURM job: Lightning's cluster environment where the run is a SLURM job step (and quiet where it is not), the
+CPUs SLURM allocated, what became of a job that SLURM signalled, and a check that a scheduler answers and
+accepts the jobs before a sweep is submitted to it.
 
 Who requeues. Three parties could: Lightning (SLURMEnvironment's `auto_requeue`: on SIGUSR1 it saves
 `hpc_ckpt_<n>.ckpt` from inside the signal handler, mid-step, requeues, and loads it at the next start when
@@ -8,9 +9,10 @@ Who requeues. Three parties could: Lightning (SLURMEnvironment's `auto_requeue`:
 signal handler, mid-step) and this project (`callbacks.LastCheckpoint` saves `last.ckpt` at the next point
 where model, optimizer, loops and RNG agree). The project does: Lightning's requeue is off, submitit's signal
 handlers only act outside the job's task function (`stop_signals` replaces them there), and `runs.sweep`
-asks `outcome()` what SLURM is doing with the job: a job that SLURM requeued (`scontrol requeue`, preemption
-in REQUEUE mode, node failure) or that requeues itself (SIGUSR2 ahead of the time limit) ends without a
-result, so submitit keeps waiting for it, and its next run continues its own folder's `last.ckpt`.
+asks `SlurmLauncher.stopped` (`outcome()`) what SLURM is doing with the job: a job that SLURM requeued
+(`scontrol requeue`, preemption in REQUEUE mode, node failure) or that requeues itself (SIGUSR2 ahead of the
+time limit) ends without a result, so submitit keeps waiting for it, and its next run continues its own
+folder's `last.ckpt`.
 """
 
 from __future__ import annotations
@@ -20,20 +22,18 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment, TorchElasticEnvironment
-from omegaconf import DictConfig
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from vae_lightning.core.errors import Signalled, UserError
+from vae_lightning.core.errors import Interrupted, Signalled, UserError
+from vae_lightning.launchers.base import Launcher, Stop
 
-SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 # The signals that stop a SLURM job outside training: SLURM's SIGTERM (scancel, requeue, preemption, time
 # limit) and submitit's notice ahead of the time limit (SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise)
 STOP_SIGNALS = (signal.SIGTERM, signal.Signals[f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2')}"])
@@ -195,19 +195,55 @@ def check_scheduler(launcher: Mapping[str, Any], name: str) -> None:
                         f"{_first_line(test.stderr or test.stdout)}; see sinfo for the partitions and their limits")
 
 
-class SchedulerCheck(Callback):
-    """Hydra callback: before a multirun under submitit's SLURM launcher is submitted (before its folder
-    exists), a missing or silent scheduler, or a request SLURM refuses (a partition that does not exist) is one line
-    `error: ...` and exit status 2 (`check_scheduler`). (Hydra turns an exception of a callback into a
-    warning and goes on, so the callback ends the command itself, as the command layer would.)"""
+class SlurmLauncher(Launcher):
+    """submitit's SLURM launcher: threads are the CPUs SLURM allocated (`cpus_per_task`); the scheduler is
+    checked before the sweep is submitted; a job requeues itself or is requeued by SLURM."""
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        launcher = config.hydra.launcher
-        if launcher.get("_target_") != SLURM_LAUNCHER:
-            return
-        name = config.hydra.runtime.choices.get("hydra/launcher", "submitit_slurm")
-        try:
-            check_scheduler({key: launcher[key] for key in launcher}, name)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+    targets = ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",)
+
+    def threads(self, settings: Mapping[str, Any], cores: int, allocated: int | None) -> int | None:
+        if allocated is not None:
+            return allocated
+        return int(settings["cpus_per_task"]) if settings.get("cpus_per_task") else None
+
+    def check(self, settings: Mapping[str, Any], name: str) -> None:
+        check_scheduler(settings, name)
+
+    def in_job(self) -> bool:
+        return in_job()
+
+    @contextmanager
+    def stop_signals(self) -> Iterator[None]:
+        with stop_signals():
+            yield
+
+    def job_record(self) -> dict[str, Any]:
+        return {"slurm": {"job_id": job_id(), "restarts": restart_count()}}
+
+    def allocated_cpus(self) -> int | None:
+        return cpus_per_task()
+
+    def job_note(self) -> str:
+        return f"SLURM job {job_id()}, restarts: {restart_count()}"
+
+    def stopped(self, err: Interrupted | Signalled, max_restarts: int) -> Stop:
+        """Requeued, cancelled or failed, as SLURM says (`outcome`).
+
+        A job that SLURM keeps running after the signal (the notice ahead of the time limit, a preemption's
+        grace period) requeues itself when it trained in this run (a stop during training saved `last.ckpt`
+        after at least one step), or else while it has been restarted fewer than `max_restarts` times
+        (`hydra.launcher.max_num_timeout`, submitit's limit for the same case before the job's task starts),
+        so that a time limit shorter than a job's start cannot requeue it forever."""
+        fate, refusal = outcome(err.signum), None
+        if fate == "signalled" and (isinstance(err, Interrupted) or restart_count() < max_restarts):
+            refusal = requeue() if rank_zero_only.rank == 0 else None
+            fate = "requeued" if refusal is None else "refused"
+        why = {"requeued": "requeued: it runs again from this checkpoint",
+               "signalled": f"not requeued: signalled outside training after {restart_count()} restarts "
+                            f"(hydra.launcher.max_num_timeout={max_restarts}); give the jobs more time: "
+                            "hydra.launcher.timeout_min",
+               "refused": f"SLURM refused to requeue it ({refusal})",
+               "timeout": "the job reached its time limit",
+               "cancelled": "SLURM cancelled the job",
+               "unknown": "SLURM's controller did not say what became of the job"}[fate]
+        return Stop({"requeued": "requeued", "cancelled": "cancelled"}.get(fate, "failed"), why)
