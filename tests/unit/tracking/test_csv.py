@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 
 from vae_lightning.checkpoints.renames import upgrade_targets
-
 from vae_lightning.core.building import build
 from vae_lightning.tracking.csv import CSV_IMAGES, CSVLogger, CSVTracker
 
