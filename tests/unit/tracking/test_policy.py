@@ -60,6 +60,6 @@ def test_every_tracker_gets_the_same_pictures_hyperparameters_and_evaluation(tmp
     assert (tmp_path / "png" / "samples_grid.png").read_bytes() == pngs["samples/grid"]
     assert trackers[0].seen == trackers[1].seen == [
         ("pictures", ["samples/grid"], 3, "samples"),
-        ("hyperparameters", {"seed": 1}, list(final_metrics({"val/elbo": -90.0})), 10), ("close", True),
+        ("hyperparameters", {"seed": 1}, list(final_metrics({"val/elbo": -90.0}, ["val/elbo"])), 10), ("close", True),
         ("evaluation", {"eval/elbo": -91.0}, {"seed": 1}, 10), ("pictures", ["eval/sample_quality"], 10, "eval"),
         ("close", False)]
