@@ -54,7 +54,7 @@ COMMANDS = (
           "the headline command: 20 epochs on 55k images"),
     Timed("evaluate", ("evaluate", "ckpt_path={tmp}/run", "progress=false"),
           "evaluate at its defaults (the classifier cached beforehand)"),
-    Timed("sample", ("sample", "ckpt_path={tmp}/run"), "sample 64 images from the prior"),
+    Timed("sample", ("sample", "ckpt_path={tmp}/run", "paths.log_dir={tmp}/logs"), "sample 64 images from the prior"),
 )
 
 

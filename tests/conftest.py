@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,11 +36,15 @@ from helpers.commands import (
 )
 from helpers.data import make_mnist_root
 from hydra.core.hydra_config import HydraConfig
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from vae_lightning.runs.folders import PROJECT_ROOT, compose_config
 
 # MLflow reports its use to its makers unless told not to; the tests' runs (and their subprocesses) never do
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Hypothesis keeps its example database and its cache of the source's constants in `.hypothesis/` of the folder
+# pytest was started in (the clone): a test writes only into temporary folders, so they go to the system's one
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "vae_lightning_hypothesis")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: a second torch thread per worker only contends
     torch.set_num_threads(1)
 
@@ -48,6 +53,8 @@ FULL_TIER = ("full", "slow", "slurm")
 # what may be left in the test run's home folder: caches that libraries keep there
 HOME_CACHES = {".cache", ".config/matplotlib"}
 GIT_STATUS = pytest.StashKey[set[str] | None]()
+# what Python and the tools keep beside the code, which a test run may add to (`git status --ignored`)
+TOOL_CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", ".venv/", ".egg-info/", ".mypy_cache")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,13 +79,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def git_status() -> set[str] | None:
-    """`git status --porcelain` of the clone as a set of lines (None outside a git work tree)."""
+    """`git status --porcelain` of the clone as a set of lines (None outside a git work tree), ignored paths
+    included (a run's output under logs/ is git-ignored but still written into the clone), but for the caches
+    that Python and the tools keep beside the code (TOOL_CACHES)."""
     try:
-        result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=PROJECT_ROOT,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"],
+                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return set(result.stdout.splitlines()) if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return {line for line in result.stdout.splitlines()
+            if not (line.startswith("!! ") and any(cache in line for cache in TOOL_CACHES))}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
