@@ -10,7 +10,6 @@ instead of adding them.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from vae_lightning.core.files import write_atomically, write_text_atomically
+from vae_lightning.core.files import atomic_text, write_atomically
 from vae_lightning.tracking.base import LoggerTracker, png_name
 
 CSV_IMAGES = "images.csv"  # in the CSV logger's folder: step, tag, file of every picture
@@ -69,11 +68,10 @@ class _ContinuedWriter(ExperimentWriter):
             cells = {k: v for k, v in row.items() if k in self.INDEX or (v != "" and (step, k) not in replaced)}
             if set(cells) - set(self.INDEX):
                 kept.append(cells)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.metrics_keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows([*kept, *self.metrics])
-        write_text_atomically(Path(self.metrics_file_path), text.getvalue())
+        with atomic_text(Path(self.metrics_file_path)) as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows([*kept, *self.metrics])
         self.metrics = []
 
 
@@ -109,8 +107,7 @@ class CSVTracker(LoggerTracker):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, lambda f, png=png: f.write(png), size=len(png))
             rows.append({"step": step, "tag": tag, "file": path.relative_to(log_dir).as_posix()})
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=["step", "tag", "file"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomically(index, text.getvalue())
+        with atomic_text(index) as f:
+            writer = csv.DictWriter(f, fieldnames=["step", "tag", "file"], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)

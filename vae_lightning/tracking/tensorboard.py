@@ -75,10 +75,10 @@ class TensorBoardTracker(LoggerTracker):
         from torch.utils.tensorboard.summary import hparams
 
         trained_here = any(Path(self.logger.log_dir).glob("events.out.tfevents.*"))
-        writer = self.logger.experiment
         for tag, value in values.items():
-            writer.add_scalar(tag, value, step)
-        if not trained_here:
+            self.logger.experiment.add_scalar(tag, value, step)
+        writer = _file_writer(self.logger)
+        if not trained_here and writer is not None:
             _, session_start, session_end = hparams({k: v for k, v in params.items() if v is not None}, dict(values))
-            writer._get_file_writer().add_summary(session_start, step)
-            writer._get_file_writer().add_summary(session_end, step)
+            writer.add_summary(session_start, step)
+            writer.add_summary(session_end, step)
