@@ -84,8 +84,9 @@ def sweep_jobs(folder: Path) -> list[Path]:
     form = "give a multirun folder such as logs/train/multiruns/<timestamp>"
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; {form}")
-    if member_dirs(folder):  # one run of K members: a report over its members, as over a sweep of seeds
-        return member_dirs(folder)
+    members = member_dirs(folder)
+    if members:  # one run of K members: a report over its members, as over a sweep of seeds
+        return members
     if (folder / ".hydra" / "config.yaml").is_file():
         raise UserError(f"{folder} is a run folder, not a sweep: report compares the jobs of multirun folders "
                         f"(logs/train/multiruns/<timestamp>); one run's results: python -m vae_lightning.evaluate "

@@ -346,8 +346,6 @@ def train_members(cfg: DictConfig) -> dict[str, float]:
             for k, (seed, folder) in enumerate(zip(seeds, folders, strict=True)):
                 params = tracking.hyperparameters(stack.members[k], annealing.schedule, lr, seed)
                 tracking.log_hyperparameters(loggers[k], params, results[k], trainer.global_step, columns(HPARAMS))
-                for logger in loggers[k]:
-                    logger.finalize("success")
                 sweep.write_status(folder, {"status": "completed", "metrics": results[k], "overrides":
                                             member_overrides(seed), "threads": torch.get_num_threads(),
                                             "member_of": {"run": str(output), "seeds": seeds}})
