@@ -40,13 +40,13 @@ def upgrade_config(tree: Any) -> Any:
     """A run's config (or a checkpoint's stored sections) as written today: classes at their homes now
     (`upgrade_targets`) and no `prior.latent_dim` (the model's latent size, which building the prior passes
     in: model/building.build_module). Plain trees change in place; an OmegaConf config comes back as a new one."""
-    tree = upgrade_targets(tree)
-    container = OmegaConf.to_container(tree, resolve=False) if OmegaConf.is_config(tree) else tree
-    prior = container.get("prior") if isinstance(container, dict) else None
-    if not isinstance(prior, dict) or "latent_dim" not in prior:
-        return tree
-    del prior["latent_dim"]
-    return OmegaConf.create(container) if OmegaConf.is_config(tree) else tree
+    if OmegaConf.is_config(tree):  # one plain copy, upgraded in place
+        return OmegaConf.create(upgrade_config(OmegaConf.to_container(tree, resolve=False)))
+    upgrade_targets(tree)
+    prior = tree.get("prior") if isinstance(tree, dict) else None
+    if isinstance(prior, dict):
+        prior.pop("latent_dim", None)
+    return tree
 
 
 def upgrade_targets(tree: Any) -> Any:
