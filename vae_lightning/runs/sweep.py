@@ -38,7 +38,7 @@ from omegaconf import DictConfig, open_dict
 
 from vae_lightning.core.errors import Interrupted, Requeued, Signalled, UserError
 from vae_lightning.core.files import write_text_atomically
-from vae_lightning.launchers import job_scheduler
+from vae_lightning.launchers import Launcher, job_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def run_job(job: Callable[[], dict[str, float]]) -> dict[str, float] | None:
     except (Interrupted, Signalled) as err:
         if not scheduler.in_job():
             return _failed(folder, err)
-        return _stopped_by_scheduler(folder, err)
+        return _stopped_by_scheduler(folder, err, scheduler)
     except Exception as err:  # any failure of one job is recorded and the sweep goes on
         return _failed(folder, err)
     status: dict[str, Any] = {"status": "completed", "metrics": metrics, "threads": torch.get_num_threads(),
@@ -149,11 +149,10 @@ def _failed(folder: Path, err: Exception) -> None:
     _record(folder, {"status": "failed", "error": line})
 
 
-def _stopped_by_scheduler(folder: Path, err: Interrupted | Signalled) -> None:
+def _stopped_by_scheduler(folder: Path, err: Interrupted | Signalled, scheduler: Launcher) -> None:
     """A job stopped by a signal of its scheduler: requeued (raises `Requeued`), cancelled or failed, as the
     scheduler says (`Launcher.stopped`; `hydra.launcher.max_num_timeout` bounds the restarts of a job
     signalled before it trained)."""
-    scheduler = job_scheduler()
     limit = int(HydraConfig.get().launcher.get("max_num_timeout") or 0)
     stop = scheduler.stopped(err, limit)
     line = f"{err}; {stop.why}"
